@@ -1,0 +1,1 @@
+"""latentscope backend plugin: the convolutional CelebA autoencoder in Keras 3."""
