@@ -33,9 +33,11 @@ _LAZY = {
     # stream
     "Moments": "stream", "Covariance": "stream", "Histogram": "stream", "run_reducers": "stream",
     # backends
-    "get_backend": "backends", "list_backends": "backends",
+    "get_backend": "backends", "list_backends": "backends", "LinearBackend": "backends", "encode_to_store": "backends",
     # data
     "open_source": "data",
+    # analysis
+    "PCAFrame": "analysis", "BoundingBoxes": "analysis", "streaming_quantiles": "analysis",
 }
 
 __all__ = ["__version__", "LatentscopeError", "ZStore", "create_store", "open_store", *_LAZY]

@@ -6,6 +6,7 @@ bounding boxes of a store) are built by :mod:`latentscope.analysis`.
 """
 
 from ._base import Region, region_from_dict
+from ._extra import PairedEllipses
 from ._shapes import Ball, Box, Ellipsoid, OrientedBox
 
-__all__ = ["Region", "Box", "OrientedBox", "Ball", "Ellipsoid", "region_from_dict"]
+__all__ = ["Region", "Box", "OrientedBox", "Ball", "Ellipsoid", "PairedEllipses", "region_from_dict"]

@@ -2,22 +2,69 @@
 
 from __future__ import annotations
 
+import zlib
+
+import numpy as np
+
 FORMAT_NAME = "latentscope.zstore"
 FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 
-#: Root attribute holding the number of committed rows. It is written only after the
-#: rows it counts were flushed to disk, so rows past it (a crashed append) are ignored.
-COMMITTED_ATTR = "n_committed"
-
 Z_DATASET = "z"
 IDS_DATASET = "ids"
+#: UTF-8 bytes of string ids, a (n, width) uint8 matrix; present once a string id was appended.
+ID_STRINGS_DATASET = "id_strings"
 COLUMNS_GROUP = "columns"
+#: Attribute marking a uint8 byte matrix (last axis = bytes) as UTF-8 strings.
+ENCODING_ATTR = "encoding"
 
-#: Target chunk size in bytes for the row-chunked z dataset (about 1 MiB).
+#: Dataset holding the commit record (see :func:`pack_commit`). The number of committed
+#: rows is written to it only after the rows it counts were flushed, so rows past it
+#: (left by an interrupted append) are ignored by readers and overwritten by the next append.
+COMMIT_DATASET = "commit"
+#: Fields of one commit slot; two slots are written alternately.
+COMMIT_FIELDS = ("seq", "n_committed", "updated_ns", "n_skipped_nonfinite", "layout_gen", "checksum")
+#: Kept for readers of older notes: the name of the committed row count in the record.
+COMMITTED_ATTR = "n_committed"
+
+#: Names a per-point column may not take (they name the other arrays of an export).
+RESERVED_COLUMN_NAMES = frozenset({Z_DATASET, IDS_DATASET})
+
+#: Target chunk size in bytes for the row-chunked datasets (about 1 MiB).
 CHUNK_BYTES = 1 << 20
+
+#: Root attributes written by :func:`~latentscope.store.create_store`.
+PROVENANCE_ATTRS = (
+    "format", "format_version", "z_dim", "backend", "model_fingerprint", "source",
+    "created", "updated", "library_version",
+)
 
 
 def rows_per_chunk(z_dim: int, itemsize: int = 4) -> int:
     """Rows of ``z_dim`` values of ``itemsize`` bytes that fit one ~1 MiB chunk."""
     return max(1, CHUNK_BYTES // (int(z_dim) * itemsize))
+
+
+def _checksum(values: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(values, dtype="<i8").tobytes())
+
+
+def pack_commit(seq: int, n_committed: int, updated_ns: int, n_skipped: int, layout_gen: int) -> np.ndarray:
+    """One commit slot: the five values followed by the CRC-32 of their little-endian bytes."""
+    head = np.array([seq, n_committed, updated_ns, n_skipped, layout_gen], dtype=np.int64)
+    return np.append(head, np.int64(_checksum(head)))
+
+
+def unpack_commit(record: np.ndarray) -> tuple[int, int, int, int, int] | None:
+    """The valid slot with the highest sequence number: (seq, n, updated_ns, skipped, layout_gen).
+
+    A slot whose checksum does not match (a torn write) is ignored; ``None`` when no
+    slot is valid.
+    """
+    best = None
+    for slot in np.asarray(record, dtype=np.int64).reshape(-1, len(COMMIT_FIELDS)):
+        if _checksum(slot[:-1]) != int(slot[-1]):
+            continue
+        if best is None or slot[0] > best[0]:
+            best = slot
+    return None if best is None else tuple(int(v) for v in best[:-1])  # type: ignore[return-value]

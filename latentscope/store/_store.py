@@ -1,10 +1,23 @@
-"""The HDF5 z-point store: float32 z-points, ids, per-point columns and provenance."""
+"""The HDF5 z-point store: float32 z-points, ids, per-point columns and provenance.
+
+Layout and guarantees are documented in ``docs/store-format.md``. In short: one writer
+at a time appends in HDF5 SWMR mode; each append writes its rows, flushes, then
+records the new committed row count in a checksummed two-slot commit record and
+flushes again. Readers (any number, in any process) only look at committed rows. A
+writer killed at any instant leaves a file that opens; the next writer repairs the
+superblock flags (see :mod:`._recovery`) and appends over the uncommitted tail.
+
+Appends never delete or replace datasets (that would pull data from under open
+readers): strings are UTF-8 byte matrices whose width grows like their length.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
 import os
+import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -21,14 +34,77 @@ from ..exceptions import (
     StoreReadOnlyError,
 )
 from . import _format as F
+from ._recovery import WriterLock, clear_status_flags, read_superblock, writer_alive
 
 __all__ = ["ZStore", "Block", "open_store", "create_store"]
 
-_PROVENANCE_KEYS = ("backend", "model_fingerprint", "source", "created", "updated", "library_version")
+#: libver bounds of every store: superblock version 3 (needed for SWMR), readable by HDF5 >= 1.10.
+_LIBVER = ("v110", "latest")
+#: Chunk cache of a writer per dataset: a few chunks, so that the partial last chunk of
+#: a batch stays cached for the next append.
+_WRITER_CACHE_BYTES = 4 * F.CHUNK_BYTES
+#: Seconds a reader waits for a writer that holds the file in non-SWMR write mode.
+_READER_WAIT_S = 10.0
+#: Root attributes that set_provenance may not change.
+_FIXED_ATTRS = frozenset({"format", "format_version", "z_dim", "created", "library_version", "extra_json"})
+#: Bytes per chunk along the byte axis of string matrices.
+_TEXT_CHUNK_WIDTH = 32
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+def _now_ns() -> int:
+    return time.time_ns()
+
+
+def _iso(ns: int) -> str:
+    return _dt.datetime.fromtimestamp(ns / 1e9, _dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+# -- strings --------------------------------------------------------------------------------
+def _encode_strings(values: np.ndarray) -> np.ndarray:
+    """str-like values -> UTF-8 bytes (numpy ``S``, at least 1 byte wide)."""
+    if values.dtype.kind != "S":
+        if values.dtype.kind != "U":
+            values = values.astype(str)
+        try:
+            values = values.astype("S")
+        except UnicodeEncodeError:
+            values = np.char.encode(values, "utf-8")
+    if values.dtype.itemsize == 0:
+        values = values.astype("S1")
+    return values
+
+
+def _decode_strings(raw: np.ndarray) -> np.ndarray:
+    """UTF-8 bytes (numpy ``S``) -> numpy ``str`` array."""
+    try:
+        return raw.astype("U")
+    except UnicodeDecodeError:
+        return np.char.decode(raw, "utf-8", errors="replace")
+
+
+def _grown_width(needed: int, current: int = 0) -> int:
+    """Byte width for ``needed`` bytes: at least 16, doubled while too small."""
+    width = max(16, int(current))
+    while width < needed:
+        width *= 2
+    return width
+
+
+def _is_text(ds: h5py.Dataset) -> bool:
+    return ds.attrs.get(F.ENCODING_ATTR) in ("utf-8", b"utf-8")
+
+
+def _row_shape(ds: h5py.Dataset, text: bool) -> tuple[int, ...]:
+    """Per-row shape of the values (without the byte axis of a string matrix)."""
+    return tuple(ds.shape[1:-1] if text else ds.shape[1:])
+
+
+def _fill_value(dtype: np.dtype) -> Any:
+    return np.nan if dtype.kind in "fc" else 0
 
 
 @dataclass(frozen=True)
@@ -43,8 +119,8 @@ class Block:
         The z-points.
     columns : dict of str to ndarray
         The requested per-point columns for the same rows.
-    ids : ndarray of str or None
-        Row ids, when requested.
+    ids : ndarray or None
+        Row ids (int64, or str for stores with string ids), when requested.
     """
 
     start: int
@@ -54,7 +130,11 @@ class Block:
 
     @property
     def stop(self) -> int:
+        """Index one past the last row of the block."""
         return self.start + self.z.shape[0]
+
+    def __len__(self) -> int:
+        return self.z.shape[0]
 
 
 class ZStore:
@@ -63,88 +143,330 @@ class ZStore:
     Open an existing store with :func:`open_store` (or ``ZStore(path, mode)``), create
     a new one with :func:`create_store`. The store is a context manager.
 
+    A reader sees the rows that were committed when it was opened (a consistent
+    snapshot, also while another process appends); :meth:`refresh` moves the
+    snapshot forward. A writer (``mode="a"``) holds an exclusive lock on the file.
+    Opening for appending a store whose writer was killed repairs it; appends then
+    continue after the last committed batch (``n_rows``).
+
     Parameters
     ----------
     path : str or Path
         The HDF5 file.
     mode : {"r", "a"}, default="r"
-        ``"r"`` reads only; ``"a"`` allows appends and new columns.
+        ``"r"`` reads only; ``"a"`` allows appends, new columns and provenance.
+
+    Raises
+    ------
+    StoreError
+        The file does not exist, cannot be opened, or another writer holds it.
+    StoreFormatError
+        The file is not HDF5, not a store, or has an unsupported format version.
+    StoreReadOnlyError
+        ``mode="a"`` on a file without write permission.
     """
 
     def __init__(self, path: str | os.PathLike, mode: str = "r") -> None:
+        self._h5: h5py.File | None = None
+        self._fd: int | None = None
+        self._lock: WriterLock | None = None
+        self._handles: dict[str, h5py.Dataset] = {}
+        self._text: dict[str, bool] = {}
+        self.recovered = False
         if mode not in ("r", "a"):
             raise InvalidParameterError(f"ZStore: mode must be 'r' or 'a'; got {mode!r}.")
         self.path = Path(path)
         self.mode = mode
         if not self.path.exists():
             raise StoreError(f"{self.path}: no such file.")
-        if not h5py.is_hdf5(self.path):
+        if self.path.is_dir():
+            raise StoreError(f"{self.path}: is a directory, not a store file.")
+        try:
+            is_hdf5 = h5py.is_hdf5(self.path)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot read the file ({_one_line(exc)}).") from exc
+        if not is_hdf5:
             raise StoreFormatError(f"{self.path}: not an HDF5 file.")
         try:
-            self._h5 = h5py.File(self.path, "r" if mode == "r" else "r+")
-        except OSError as exc:
-            if mode == "a" and not os.access(self.path, os.W_OK):
-                raise StoreReadOnlyError(f"{self.path}: the file is read-only; cannot open it for appending.") from exc
-            raise StoreError(f"{self.path}: cannot open the store ({exc}).") from exc
-        try:
-            self._check_format()
-        except Exception:
-            self._h5.close()
+            if mode == "a":
+                self._open_writer()
+            else:
+                self._open_reader()
+        except BaseException:
+            self.close()
             raise
-        self.z_dim = int(self._h5.attrs["z_dim"])
 
-    # -- format -------------------------------------------------------------------------
+    # -- opening --------------------------------------------------------------------------
+    def _open_writer(self) -> None:
+        st = self.path.stat()
+        if not os.access(self.path, os.W_OK) or not st.st_mode & 0o222:
+            raise StoreReadOnlyError(f"{self.path}: the file is read-only; cannot open it for appending.")
+        try:
+            self._fd = os.open(self.path, os.O_RDWR)
+        except OSError as exc:
+            raise StoreReadOnlyError(f"{self.path}: cannot open the file for writing ({_one_line(exc)}).") from exc
+        self._lock = WriterLock(self._fd)
+        if not self._lock.acquire():
+            raise StoreError(f"{self.path}: another process (or another open store) is writing to this store.")
+        try:
+            self.recovered = clear_status_flags(self._fd, self.path)
+        except ValueError as exc:
+            raise StoreFormatError(f"{self.path}: damaged HDF5 superblock ({exc}).") from exc
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot repair the store ({_one_line(exc)}).") from exc
+        try:
+            self._h5 = h5py.File(
+                self.path, "r+", libver=_LIBVER, locking=False,
+                rdcc_nbytes=_WRITER_CACHE_BYTES, rdcc_nslots=521, rdcc_w0=1.0,
+            )
+        except OSError as exc:
+            if "already open for read-only" in str(exc):
+                raise StoreError(
+                    f"{self.path}: the store is open for reading in this process; close it before opening it "
+                    "for appending (readers opened after the writer are fine)."
+                ) from exc
+            raise StoreError(f"{self.path}: cannot open the store for writing ({_one_line(exc)}).") from exc
+        self._check_format()
+        self._load_state()
+        self._h5.flush()
+        self._h5.swmr_mode = True
+
+    def _open_reader(self) -> None:
+        deadline = time.monotonic() + _READER_WAIT_S
+        while True:
+            try:
+                self._h5 = h5py.File(self.path, "r", libver=_LIBVER, swmr=True, locking=False, rdcc_nbytes=0)
+                break
+            except OSError as exc:
+                if "not already open for SWMR writing" not in str(exc):
+                    raise StoreError(f"{self.path}: cannot open the store ({_one_line(exc)}).") from exc
+            # The superblock says "open for (non-SWMR) write": a live writer is busy (wait
+            # for it), or a writer died before it switched to SWMR mode (repair).
+            if writer_alive(self.path):
+                if time.monotonic() > deadline:
+                    raise StoreError(f"{self.path}: another process has held the file open for writing for "
+                                     f"{_READER_WAIT_S:.0f} s; try again later.")
+                time.sleep(0.05)
+                continue
+            self._repair_for_reading()
+        self._check_format()
+        self._load_state()
+
+    def _repair_for_reading(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except OSError as exc:
+            raise StoreError(
+                f"{self.path}: a writer stopped while holding this store; open it once for appending "
+                "(mode='a') as a user who may write to it, to repair it."
+            ) from exc
+        lock = WriterLock(fd)
+        try:
+            if lock.acquire():
+                self.recovered = clear_status_flags(fd, self.path)
+        except ValueError as exc:
+            raise StoreFormatError(f"{self.path}: damaged HDF5 superblock ({exc}).") from exc
+        finally:
+            lock.release()
+            os.close(fd)
+
     def _check_format(self) -> None:
         attrs = self._h5.attrs
-        if attrs.get("format") != F.FORMAT_NAME or F.Z_DATASET not in self._h5:
+        fmt = attrs.get("format")
+        if isinstance(fmt, bytes):
+            fmt = fmt.decode(errors="replace")
+        if fmt != F.FORMAT_NAME or F.Z_DATASET not in self._h5:
             raise StoreFormatError(f"{self.path}: an HDF5 file, but not a latentscope z-point store.")
-        version = int(attrs.get("format_version", -1))
+        try:
+            version = int(attrs.get("format_version", -1))
+        except (TypeError, ValueError):
+            version = -1
         if version not in F.SUPPORTED_VERSIONS:
             raise StoreFormatError(
                 f"{self.path}: store format version {version} is not supported by latentscope {__version__} "
-                f"(supported: {', '.join(map(str, F.SUPPORTED_VERSIONS))})."
+                f"(supported: {', '.join(map(str, F.SUPPORTED_VERSIONS))}); upgrade latentscope to read it."
             )
+        if F.COMMIT_DATASET not in self._h5 or F.IDS_DATASET not in self._h5:
+            raise StoreFormatError(f"{self.path}: damaged store (missing {F.COMMIT_DATASET!r} or {F.IDS_DATASET!r}).")
 
-    # -- basic properties ---------------------------------------------------------------
+    def _load_state(self) -> None:
+        self.z_dim = int(self._h5.attrs["z_dim"])
+        state = F.unpack_commit(self._ds(F.COMMIT_DATASET)[...])
+        if state is None:
+            raise StoreFormatError(f"{self.path}: damaged store (no valid commit record).")
+        self._seq, self._n, self._updated_ns, self._skipped, self._gen = state
+
+    # -- handles --------------------------------------------------------------------------
+    def _ds(self, name: str) -> h5py.Dataset:
+        ds = self._handles.get(name)
+        if ds is None:
+            ds = self._handles[name] = self._h5[name]
+        return ds
+
+    def _text_ds(self, name: str) -> bool:
+        text = self._text.get(name)
+        if text is None:
+            text = self._text[name] = _is_text(self._ds(name))
+        return text
+
+    @property
+    def _z(self) -> h5py.Dataset:
+        return self._ds(F.Z_DATASET)
+
+    def _has(self, name: str) -> bool:
+        return name in self._handles or name in self._h5
+
+    def refresh(self) -> int:
+        """Move a reader's snapshot to the rows committed by now; return the row count.
+
+        A writer's row count is always current; for it this is a no-op.
+        """
+        self._require_open()
+        if self.mode == "a":
+            return self._n
+        commit = self._ds(F.COMMIT_DATASET)
+        commit.refresh()
+        state = F.unpack_commit(commit[...])
+        if state is None or state[0] == self._seq:
+            return self._n
+        if state[4] != self._gen:  # datasets were added or replaced: start afresh
+            self._h5.close()
+            self._handles, self._text = {}, {}
+            self._h5 = None
+            self._open_reader()
+            return self._n
+        self._seq, self._n, self._updated_ns, self._skipped, self._gen = state
+        for name, ds in self._handles.items():
+            if name != F.COMMIT_DATASET:
+                ds.refresh()
+        return self._n
+
+    # -- basic properties -----------------------------------------------------------------
     @property
     def n_rows(self) -> int:
-        """Number of committed rows."""
-        return int(self._h5.attrs[F.COMMITTED_ATTR])
+        """Number of committed rows (a reader's snapshot; see :meth:`refresh`)."""
+        return self._n
 
     def __len__(self) -> int:
-        return self.n_rows
+        return self._n
 
     @property
     def shape(self) -> tuple[int, int]:
-        return (self.n_rows, self.z_dim)
+        """``(n_rows, z_dim)``."""
+        return (self._n, self.z_dim)
+
+    @property
+    def n_skipped_nonfinite(self) -> int:
+        """Rows dropped by ``append(..., on_nonfinite="skip")`` over the store's life."""
+        return self._skipped
+
+    @property
+    def ids_kind(self) -> str:
+        """``"int"`` (int64 ids) or ``"str"`` (string ids, once any string id was appended)."""
+        self._require_open()
+        return "str" if self._has(F.ID_STRINGS_DATASET) else "int"
 
     @property
     def provenance(self) -> dict[str, Any]:
-        """Provenance attributes (format, backend, fingerprint, source, times, ...)."""
+        """Provenance: format, z_dim, backend, model fingerprint, source, times, version, ...
+
+        ``updated`` is the time of the last append or provenance change.
+        """
+        self._require_open()
         out: dict[str, Any] = {}
         for key, value in self._h5.attrs.items():
             if key == "extra_json":
                 continue
-            out[key] = value.item() if isinstance(value, np.generic) else value
+            if isinstance(value, np.generic):
+                value = value.item()
+            elif isinstance(value, np.ndarray):
+                value = value.tolist()
+            if isinstance(value, bytes):
+                value = value.decode(errors="replace")
+            out[key] = value
         out.update(json.loads(self._h5.attrs.get("extra_json", "{}")))
+        commit_time = _iso(self._updated_ns)
+        if str(out.get("updated", "")) < commit_time:
+            out["updated"] = commit_time
+        out["n_skipped_nonfinite"] = self._skipped
         return out
 
     @property
     def column_names(self) -> list[str]:
         """Names of the per-point columns."""
-        return sorted(self._h5[F.COLUMNS_GROUP].keys()) if F.COLUMNS_GROUP in self._h5 else []
+        self._require_open()
+        group = self._h5.get(F.COLUMNS_GROUP)
+        return sorted(group.keys()) if group is not None else []
+
+    def column_info(self) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+        """Per column: ``(dtype, per-row shape)``; string columns report ``numpy.str_``."""
+        out = {}
+        for name in self.column_names:
+            path = self._column_path(name)
+            ds, text = self._ds(path), self._text_ds(path)
+            out[name] = (np.dtype(str) if text else ds.dtype, _row_shape(ds, text))
+        return out
 
     @property
     def nbytes_on_disk(self) -> int:
+        """Size of the file in bytes."""
         return self.path.stat().st_size
 
-    def __repr__(self) -> str:
-        return f"<ZStore {str(self.path)!r}: {self.n_rows} rows x z_dim {self.z_dim}, mode {self.mode!r}>"
+    @property
+    def chunk_rows(self) -> int:
+        """Rows per chunk of the row-chunked datasets."""
+        chunks = self._z.chunks
+        return int(chunks[0]) if chunks else F.rows_per_chunk(self.z_dim)
 
-    # -- context ------------------------------------------------------------------------
+    @property
+    def allocated_rows(self) -> int:
+        """Rows in the HDF5 z dataset; more than ``n_rows`` after an interrupted append."""
+        return int(self._z.shape[0])
+
+    def summary(self) -> dict[str, Any]:
+        """Everything ``latentscope info`` shows, as JSON-friendly values."""
+        self._require_open()
+        return {
+            "path": str(self.path),
+            "rows": self.n_rows,
+            "z_dim": self.z_dim,
+            "format_version": int(self._h5.attrs["format_version"]),
+            "ids": self.ids_kind,
+            "columns": {
+                name: {"dtype": "str" if dt.kind == "U" else dt.name, "shape": list(shape)}
+                for name, (dt, shape) in self.column_info().items()
+            },
+            "chunk_rows": self.chunk_rows,
+            "uncommitted_rows": max(0, self.allocated_rows - self.n_rows),
+            "size_bytes": self.nbytes_on_disk,
+            "provenance": self.provenance,
+        }
+
+    def __repr__(self) -> str:
+        if self._h5 is None:
+            return f"<ZStore {str(self.path)!r}: closed>"
+        return f"<ZStore {str(self.path)!r}: {self._n} rows x z_dim {self.z_dim}, mode {self.mode!r}>"
+
+    # -- context --------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        """Whether the store was closed."""
+        return self._h5 is None
+
     def close(self) -> None:
-        if getattr(self, "_h5", None) is not None and self._h5.id.valid:
-            self._h5.close()
+        """Close the file and, for a writer, release the writer lock."""
+        h5, self._h5 = self._h5, None
+        self._handles, self._text = {}, {}
+        try:
+            if h5 is not None and h5.id.valid:
+                h5.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def __enter__(self) -> "ZStore":
         return self
@@ -152,156 +474,347 @@ class ZStore:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    # -- writing ------------------------------------------------------------------------
+    def __del__(self) -> None:  # pragma: no cover - depends on garbage collection
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def _require_open(self) -> None:
+        if self._h5 is None:
+            raise StoreError(f"{self.path}: the store is closed.")
+
+    # -- writing --------------------------------------------------------------------------
     def _require_writable(self) -> None:
+        self._require_open()
         if self.mode != "a":
             raise StoreReadOnlyError(f"{self.path}: the store is open read-only; open it with mode='a' to write.")
 
+    def _commit(self, n_committed: int, skipped: int = 0, *, layout_changed: bool = False) -> None:
+        """Record ``n_committed`` rows; everything they need must already be flushed."""
+        seq = self._seq + 1
+        now = _now_ns()
+        gen = self._gen + 1 if layout_changed else self._gen
+        self._ds(F.COMMIT_DATASET)[seq % 2] = F.pack_commit(seq, n_committed, now, self._skipped + skipped, gen)
+        self._h5.flush()
+        self._seq, self._n, self._updated_ns, self._skipped, self._gen = seq, n_committed, now, self._skipped + skipped, gen
+
     def set_provenance(self, **values: Any) -> None:
-        """Set provenance values (strings and numbers as attributes, the rest as JSON)."""
+        """Set provenance values: strings and numbers as root attributes, the rest as JSON.
+
+        Raises
+        ------
+        InvalidParameterError
+            For the fixed keys (format, format_version, z_dim, created, library_version).
+        """
         self._require_writable()
-        extra = json.loads(self._h5.attrs.get("extra_json", "{}"))
+        fixed = sorted(set(values) & _FIXED_ATTRS)
+        if fixed:
+            raise InvalidParameterError(f"set_provenance: {', '.join(fixed)} cannot be changed.")
+        attrs = self._h5.attrs
+        extra = json.loads(attrs.get("extra_json", "{}"))
         for key, value in values.items():
-            if isinstance(value, (str, int, float, bool, np.integer, np.floating)) and key not in extra:
-                self._h5.attrs[key] = value
+            if isinstance(value, (str, bool, int, float, np.integer, np.floating)):
+                attrs[key] = value
+                extra.pop(key, None)
             else:
                 extra[key] = value
-        self._h5.attrs["extra_json"] = json.dumps(extra, default=str)
-        self._h5.attrs["updated"] = _now()
+                if key in attrs:
+                    del attrs[key]
+        attrs["extra_json"] = json.dumps(extra, default=str)
+        attrs["updated"] = _iso(_now_ns())
         self._h5.flush()
+
+    def _prepare_ids(self, ids: Any, n: int, start: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(int64 ids, UTF-8 string ids or None) of a batch."""
+        if ids is None:
+            return np.arange(start, start + n, dtype=np.int64), None
+        arr = np.asarray(ids)
+        if arr.ndim != 1 or arr.shape[0] != n:
+            raise InvalidParameterError(f"append: ids must be 1-D with {n} entries (one per row); got shape {arr.shape}.")
+        if arr.dtype.kind in "iu":
+            if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+                raise InvalidParameterError("append: integer ids must fit in int64.")
+            return arr.astype(np.int64, copy=False), None
+        if arr.dtype.kind in "USO" or arr.size == 0:
+            return np.arange(start, start + n, dtype=np.int64), _encode_strings(arr)
+        raise InvalidParameterError(f"append: ids must be integers or strings; got dtype {arr.dtype}.")
+
+    def _prepare_columns(self, columns: Mapping[str, Any] | None, n: int) -> dict[str, np.ndarray]:
+        out = {}
+        for name, values in (columns or {}).items():
+            _check_column_name(name, "append")
+            arr = np.asarray(values)
+            if arr.ndim == 0 or arr.shape[0] != n:
+                raise InvalidParameterError(f"append: column {name!r} must have {n} rows; got shape {arr.shape}.")
+            out[name] = _column_array(arr, name, "append")
+        return out
 
     def append(
         self,
         z: Any,
         *,
-        ids: Sequence[Any] | None = None,
+        ids: Sequence[Any] | np.ndarray | None = None,
         columns: Mapping[str, Any] | None = None,
         on_nonfinite: str = "raise",
     ) -> int:
         """Append a batch of z-points; return the number of rows written.
 
-        The committed row count is recorded only after the data is flushed, so a
-        process killed during ``append`` leaves the store at the previous batch.
+        The rows become visible (to readers, and after a crash) all at once: the
+        committed row count is recorded only after the batch was flushed.
 
         Parameters
         ----------
         z : array-like of shape (n, z_dim)
-        ids : sequence of str or int, optional
-            One id per row; defaults to the running row index.
+            The z-points, stored as float32.
+        ids : sequence of int or str, optional
+            One id per row; defaults to the row index. Once a string id was appended,
+            every id of the store reads back as a string.
         columns : mapping of str to array-like, optional
-            Per-point values for the same rows; each must have ``n`` rows.
+            Per-point values for the same rows, each with ``n`` rows (numbers, bools or
+            strings; a row may be an array). Columns the store has but the batch lacks
+            are filled with NaN (floats), 0 (integers, bools) or "" (strings).
         on_nonfinite : {"raise", "skip"}, default="raise"
-            Rows with NaN or inf are refused (``"raise"``, naming the first row) or
-            dropped and counted in the provenance attribute ``n_skipped_nonfinite``.
+            Rows with NaN or inf (also values too large for float32) are refused
+            (``"raise"``, naming the first such row) or dropped and counted in
+            :attr:`n_skipped_nonfinite` (``"skip"``).
+
+        Returns
+        -------
+        int
+            Rows written (fewer than ``n`` when rows were skipped).
+
+        Raises
+        ------
+        InvalidParameterError
+            Wrong shape (z_dim mismatch), ids or columns.
+        NonFiniteError
+            Non-finite values with ``on_nonfinite="raise"``.
+        StoreReadOnlyError
+            The store is open read-only.
         """
         self._require_writable()
         if on_nonfinite not in ("raise", "skip"):
             raise InvalidParameterError(f"append: on_nonfinite must be 'raise' or 'skip'; got {on_nonfinite!r}.")
         z = np.asarray(z)
+        if z.dtype.kind not in "fiub":
+            raise InvalidParameterError(f"append: z must be a numeric array; got dtype {z.dtype}.")
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise InvalidParameterError(
-                f"append: z must have shape (n, {self.z_dim}) to match the store's z_dim; got {z.shape}."
+                f"append: z must have shape (n, {self.z_dim}) to match the store's z_dim {self.z_dim}; got {z.shape}."
             )
-        n = z.shape[0]
-        start = self.n_rows
-        if ids is None:
-            ids_arr = np.array([str(i) for i in range(start, start + n)], dtype=object)
-        else:
-            ids_arr = np.asarray([str(i) for i in ids], dtype=object)
-            if ids_arr.shape[0] != n:
-                raise InvalidParameterError(f"append: ids must have {n} entries (one per row); got {ids_arr.shape[0]}.")
-        cols = {k: np.asarray(v) for k, v in (columns or {}).items()}
-        for name, values in cols.items():
-            if values.shape[:1] != (n,):
-                raise InvalidParameterError(f"append: column {name!r} must have {n} rows; got shape {values.shape}.")
-        finite = np.isfinite(z).all(axis=1)
-        if not finite.all():
-            bad = np.flatnonzero(~finite)
-            if on_nonfinite == "raise":
-                raise NonFiniteError(
-                    f"append: z holds non-finite values in {bad.size} rows (first at batch row {int(bad[0])}, "
-                    f"store row {start + int(bad[0])}); pass on_nonfinite='skip' to drop them."
-                )
-            z, ids_arr = z[finite], ids_arr[finite]
-            cols = {k: v[finite] for k, v in cols.items()}
-            self._h5.attrs["n_skipped_nonfinite"] = int(self._h5.attrs.get("n_skipped_nonfinite", 0)) + int(bad.size)
-            n = z.shape[0]
-        if n == 0:
+        with np.errstate(over="ignore", invalid="ignore"):
+            z32 = np.ascontiguousarray(z, dtype=np.float32)
+        n = z32.shape[0]
+        start = self._n
+        int_ids, str_ids = self._prepare_ids(ids, n, start)
+        cols = self._prepare_columns(columns, n)
+        skipped = 0
+        with np.errstate(over="ignore", invalid="ignore"):
+            maybe_bad = n > 0 and not np.isfinite(np.add.reduce(z32, axis=None))
+        if maybe_bad:
+            finite = np.isfinite(z32).all(axis=1)
+            if not finite.all():
+                bad = np.flatnonzero(~finite)
+                if on_nonfinite == "raise":
+                    raise NonFiniteError(
+                        f"append: z row {int(bad[0])} of the batch (store row {start + int(bad[0])}) holds a "
+                        f"non-finite value ({bad.size} such rows); pass on_nonfinite='skip' to count and skip them."
+                    )
+                skipped = int(bad.size)
+                z32, int_ids = z32[finite], int_ids[finite]
+                str_ids = None if str_ids is None else str_ids[finite]
+                cols = {k: v[finite] for k, v in cols.items()}
+                n = z32.shape[0]
+        if n == 0 and skipped == 0:
             return 0
-        stop = start + n
-        zds = self._h5[F.Z_DATASET]
-        if zds.shape[0] < stop:
-            zds.resize(stop, axis=0)
-        zds[start:stop] = z.astype(np.float32, copy=False)
-        idds = self._h5[F.IDS_DATASET]
-        if idds.shape[0] < stop:
-            idds.resize(stop, axis=0)
-        idds[start:stop] = ids_arr
-        group = self._h5.require_group(F.COLUMNS_GROUP)
-        for name, values in cols.items():
-            ds = self._require_column(group, name, values, start)
-            if ds.shape[0] < stop:
-                ds.resize(stop, axis=0)
-            ds[start:stop] = values.astype(ds.dtype, copy=False)
-        self._h5.flush()
-        self._h5.attrs[F.COMMITTED_ATTR] = stop
-        self._h5.attrs["updated"] = _now()
-        self._h5.flush()
+        changed = False
+        if n:
+            stop = start + n
+            changed = self._ensure_layout(str_ids, cols, start)
+            self._write_rows(F.Z_DATASET, z32, start, stop)
+            self._write_rows(F.IDS_DATASET, int_ids, start, stop)
+            if self._has(F.ID_STRINGS_DATASET):
+                if str_ids is None:
+                    str_ids = _encode_strings(int_ids.astype(str))
+                self._write_rows(F.ID_STRINGS_DATASET, str_ids, start, stop)
+            for name in self.column_names:
+                path = self._column_path(name)
+                values = cols.get(name)
+                if values is None:
+                    ds = self._ds(path)
+                    if self._text_ds(path):
+                        values = np.zeros((n, *_row_shape(ds, True)), dtype="S1")
+                    else:
+                        values = np.full((n, *ds.shape[1:]), _fill_value(ds.dtype), dtype=ds.dtype)
+                self._write_rows(path, values, start, stop)
+            self._h5.flush()
+        self._commit(start + n, skipped, layout_changed=changed)
         return n
 
-    def _require_column(self, group: h5py.Group, name: str, values: np.ndarray, start: int) -> h5py.Dataset:
-        if name in group:
-            ds = group[name]
-            if ds.shape[1:] != values.shape[1:]:
-                raise InvalidParameterError(
-                    f"append: column {name!r} has per-row shape {ds.shape[1:]} in the store; got {values.shape[1:]}."
-                )
-            return ds
-        if start > 0:
-            raise InvalidParameterError(
-                f"append: column {name!r} is new but the store already holds {start} rows; "
-                "add full-length columns with write_column()."
-            )
-        return self._create_column(group, name, values.dtype, values.shape[1:], 0)
+    def _column_path(self, name: str) -> str:
+        return f"{F.COLUMNS_GROUP}/{name}"
 
-    def _create_column(self, group: h5py.Group, name: str, dtype: Any, tail: tuple, n: int) -> h5py.Dataset:
-        dtype = np.dtype(dtype)
-        if dtype.kind in "OUS":
-            dtype = h5py.string_dtype()
-        row_bytes = max(1, int(np.prod(tail, dtype=np.int64)) * (8 if dtype.kind == "O" else dtype.itemsize))
-        chunk_rows = max(1, min(F.CHUNK_BYTES // row_bytes, 1 << 16))
-        return group.create_dataset(
-            name, shape=(n, *tail), maxshape=(None, *tail), dtype=dtype, chunks=(chunk_rows, *tail)
-        )
+    def _write_rows(self, path: str, values: np.ndarray, start: int, stop: int) -> None:
+        """Write rows ``start:stop`` of a row-wise dataset, growing it (and string widths)."""
+        ds = self._ds(path)
+        if ds.shape[0] < stop:
+            ds.resize(stop, axis=0)
+        if self._text_ds(path):
+            values = _encode_strings(values)
+            width = ds.shape[-1]
+            if values.dtype.itemsize > width:
+                ds.resize(_grown_width(values.dtype.itemsize, width), axis=ds.ndim - 1)
+                width = ds.shape[-1]
+            values = np.ascontiguousarray(values, dtype=f"S{width}")
+            values = values.view(np.uint8).reshape(*values.shape, width)
+        elif values.dtype != ds.dtype or not values.flags.c_contiguous:
+            values = np.ascontiguousarray(values, dtype=ds.dtype)
+        ds.write_direct(values, dest_sel=np.s_[start:stop])
+
+    def _create_rowwise(self, path: str, values: np.ndarray, n: int) -> h5py.Dataset:
+        """Create a row-chunked, growable dataset of ``n`` rows shaped like ``values``' rows."""
+        tail = tuple(values.shape[1:])
+        chunk = self.chunk_rows
+        if values.dtype.kind == "S":
+            width = _grown_width(values.dtype.itemsize)
+            ds = self._h5.create_dataset(
+                path, shape=(n, *tail, width), maxshape=(None, *tail, None), dtype=np.uint8,
+                chunks=(chunk, *tail, _TEXT_CHUNK_WIDTH), fillvalue=0,
+            )
+            ds.attrs[F.ENCODING_ATTR] = "utf-8"
+        else:
+            ds = self._h5.create_dataset(
+                path, shape=(n, *tail), maxshape=(None, *tail), dtype=values.dtype,
+                chunks=(chunk, *tail), fillvalue=_fill_value(values.dtype),
+            )
+        self._handles[path] = ds
+        self._text[path] = values.dtype.kind == "S"
+        return ds
+
+    def _ensure_layout(self, str_ids: np.ndarray | None, cols: dict[str, np.ndarray], start: int) -> bool:
+        """Create the datasets a batch needs (new columns, string ids); True if any."""
+        existing = set(self.column_names)
+        new_cols = []
+        for name, values in cols.items():
+            path = self._column_path(name)
+            if name not in existing:
+                if start > 0:
+                    raise InvalidParameterError(
+                        f"append: column {name!r} is new but the store already holds {start} rows; "
+                        "add it for those rows first with write_column()."
+                    )
+                new_cols.append((path, values))
+                continue
+            ds, text = self._ds(path), self._text_ds(path)
+            if _row_shape(ds, text) != values.shape[1:]:
+                raise InvalidParameterError(
+                    f"append: column {name!r} has per-row shape {_row_shape(ds, text)} in the store; "
+                    f"got {values.shape[1:]}."
+                )
+            if text != (values.dtype.kind == "S") or (
+                not text and not np.can_cast(values.dtype, ds.dtype, "same_kind")
+            ):
+                kind = "strings" if text else f"{ds.dtype} values"
+                raise InvalidParameterError(f"append: column {name!r} holds {kind}; got dtype {values.dtype}.")
+        new_ids = str_ids is not None and not self._has(F.ID_STRINGS_DATASET)
+        if not new_cols and not new_ids:
+            return False
+        self._h5.flush()
+        for path, values in new_cols:
+            self._h5.require_group(F.COLUMNS_GROUP)
+            self._create_rowwise(path, values, 0)
+        if new_ids:
+            self._create_rowwise(F.ID_STRINGS_DATASET, str_ids, 0)
+            if start:
+                old = self._ds(F.IDS_DATASET)[:start]
+                self._write_rows(F.ID_STRINGS_DATASET, _encode_strings(old.astype(str)), 0, start)
+        self._h5.flush()
+        return True
 
     def write_column(self, name: str, values: Any, *, overwrite: bool = True) -> None:
-        """Write a full-length per-point column (one value or row per committed z-point)."""
+        """Write a full-length per-point column (one value or row per committed z-point).
+
+        An existing column of the same kind (numbers of a castable dtype, or strings)
+        and per-row shape is overwritten in place; otherwise it is replaced, and readers
+        that are open see the new column after :meth:`refresh`.
+
+        Parameters
+        ----------
+        name : str
+        values : array-like with ``n_rows`` rows (numbers, bools or strings)
+        overwrite : bool, default=True
+            Replace an existing column of that name; otherwise that is an error.
+        """
         self._require_writable()
+        _check_column_name(name, "write_column")
         values = np.asarray(values)
-        if values.shape[:1] != (self.n_rows,):
+        if values.ndim == 0 or values.shape[0] != self._n:
             raise InvalidParameterError(
-                f"write_column: {name!r} must have {self.n_rows} rows (one per z-point); got shape {values.shape}."
+                f"write_column: {name!r} must have {self._n} rows (one per z-point); got shape {values.shape}."
             )
-        group = self._h5.require_group(F.COLUMNS_GROUP)
-        if name in group:
-            if not overwrite:
-                raise InvalidParameterError(f"write_column: column {name!r} exists; pass overwrite=True to replace it.")
-            del group[name]
-        ds = self._create_column(group, name, values.dtype, values.shape[1:], self.n_rows)
-        ds[...] = values if values.dtype.kind not in "US" else values.astype(object)
-        self._h5.attrs["updated"] = _now()
+        values = _column_array(values, name, "write_column")
+        path = self._column_path(name)
+        exists = name in self.column_names
+        if exists and not overwrite:
+            raise InvalidParameterError(f"write_column: column {name!r} exists; pass overwrite=True to replace it.")
+        in_place = False
+        if exists:
+            ds, text = self._ds(path), self._text_ds(path)
+            in_place = _row_shape(ds, text) == values.shape[1:] and (
+                values.dtype.kind == "S" if text else np.can_cast(values.dtype, ds.dtype, "same_kind")
+            )
         self._h5.flush()
+        if not in_place:
+            if exists:
+                self._drop(path)
+            self._h5.require_group(F.COLUMNS_GROUP)
+            self._create_rowwise(path, values, self._n)
+        if self._n:
+            self._write_rows(path, values, 0, self._n)
+        self._h5.attrs["updated"] = _iso(_now_ns())
+        self._h5.flush()
+        self._commit(self._n, layout_changed=not in_place)
 
-    # -- reading ------------------------------------------------------------------------
-    @property
-    def chunk_rows(self) -> int:
-        chunks = self._h5[F.Z_DATASET].chunks
-        return int(chunks[0]) if chunks else F.rows_per_chunk(self.z_dim)
+    def delete_column(self, name: str) -> None:
+        """Remove a per-point column (readers that are open see it gone after :meth:`refresh`)."""
+        self._require_writable()
+        path = self._column_path(name)
+        if name not in self.column_names:
+            raise InvalidParameterError(
+                f"delete_column: no column {name!r}; the store has: {', '.join(self.column_names) or 'none'}."
+            )
+        self._h5.flush()
+        self._drop(path)
+        self._h5.flush()
+        self._commit(self._n, layout_changed=True)
 
-    def block_rows(self, max_bytes: int = 64 << 20) -> int:
-        """Rows per block: a multiple of the chunk rows that fits ``max_bytes`` of float32 z."""
-        per_chunk = self.chunk_rows * self.z_dim * 4
-        return self.chunk_rows * max(1, int(max_bytes) // per_chunk)
+    def _drop(self, path: str) -> None:
+        self._handles.pop(path, None)
+        self._text.pop(path, None)
+        del self._h5[path]
+
+    # -- reading --------------------------------------------------------------------------
+    def block_rows(self, max_bytes: int = 64 << 20, *, row_bytes: int | None = None) -> int:
+        """Rows per block: a multiple of the chunk rows within ``max_bytes`` (at least one chunk)."""
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 1:
+            raise InvalidParameterError(f"max_bytes must be a positive integer; got {max_bytes!r}.")
+        row_bytes = row_bytes or self.z_dim * 4
+        return self.chunk_rows * max(1, int(max_bytes) // (self.chunk_rows * row_bytes))
+
+    def _bounds(self, start: int, stop: int | None, owner: str) -> tuple[int, int]:
+        n = self._n
+        stop = n if stop is None else int(stop)
+        start = int(start)
+        if start < 0 or stop < start:
+            raise InvalidParameterError(f"{owner}: need 0 <= start <= stop; got start={start}, stop={stop}.")
+        return min(start, n), min(stop, n)
+
+    def _ids_path(self) -> str:
+        return F.ID_STRINGS_DATASET if self._has(F.ID_STRINGS_DATASET) else F.IDS_DATASET
+
+    def _read(self, path: str, lo: int, hi: int) -> np.ndarray:
+        return _read_rows(self._ds(path), lo, hi, self._text_ds(path))
 
     def iter_blocks(
         self,
@@ -312,71 +825,208 @@ class ZStore:
         start: int = 0,
         stop: int | None = None,
     ) -> Iterator[Block]:
-        """Iterate over committed rows in chunk-aligned blocks of at most ``max_bytes``."""
-        stop = self.n_rows if stop is None else min(int(stop), self.n_rows)
-        step = self.block_rows(max_bytes)
-        zds = self._h5[F.Z_DATASET]
+        """Iterate over committed rows in chunk-aligned blocks.
+
+        Each block is read with ``read_direct`` into a new array, so blocks may be kept.
+
+        Parameters
+        ----------
+        max_bytes : int, default=64 MiB
+            Memory budget of one block (z, plus the requested ids and columns); blocks
+            hold whole chunks, at least one.
+        columns : sequence of str
+            Per-point columns to read along.
+        ids : bool, default=False
+            Read the row ids along.
+        start, stop : int
+            Row range (``stop`` defaults to the committed rows).
+
+        Yields
+        ------
+        Block
+        """
+        self._require_open()
+        lo, stop = self._bounds(start, stop, "iter_blocks")
         for name in columns:
             self._column_ds(name)
-        lo = int(start)
+        col_paths = {name: self._column_path(name) for name in columns}
+        row_bytes = self.z_dim * 4
+        for path in col_paths.values():
+            ds = self._ds(path)
+            row_bytes += ds.dtype.itemsize * int(np.prod(ds.shape[1:], dtype=np.int64))
+        ids_path = self._ids_path() if ids else None
+        if ids_path is not None:
+            ds = self._ds(ids_path)
+            row_bytes += ds.dtype.itemsize * int(np.prod(ds.shape[1:], dtype=np.int64))
+        step = self.block_rows(max_bytes, row_bytes=row_bytes)
+        zds = self._z
         while lo < stop:
             hi = min(stop, (lo // step + 1) * step)
             buf = np.empty((hi - lo, self.z_dim), dtype=np.float32)
-            zds.read_direct(buf, np.s_[lo:hi])
-            cols = {name: self._column_ds(name)[lo:hi] for name in columns}
-            id_arr = self._decode_ids(self._h5[F.IDS_DATASET][lo:hi]) if ids else None
+            zds.read_direct(buf, source_sel=np.s_[lo:hi])
+            cols = {name: self._read(path, lo, hi) for name, path in col_paths.items()}
+            id_arr = self._read(ids_path, lo, hi) if ids_path is not None else None
             yield Block(lo, buf, cols, id_arr)
             lo = hi
 
-    def read(self, rows: Any = None) -> np.ndarray:
-        """Read z-points: all committed rows, a slice, or an array of row indices."""
-        zds = self._h5[F.Z_DATASET]
+    def _normalize_rows(self, rows: Any, owner: str) -> slice | int | np.ndarray:
+        n = self._n
         if rows is None:
-            rows = slice(0, self.n_rows)
+            return slice(0, n, 1)
         if isinstance(rows, slice):
-            return zds[slice(*rows.indices(self.n_rows))]
-        idx = np.asarray(rows, dtype=np.int64)
-        if idx.size and (idx.min() < -self.n_rows or idx.max() >= self.n_rows):
-            raise InvalidParameterError(f"read: row indices must lie in [0, {self.n_rows}); got min {idx.min()}, max {idx.max()}.")
-        idx = np.where(idx < 0, idx + self.n_rows, idx)
-        order = np.argsort(idx, kind="stable")
-        uniq, inverse = np.unique(idx[order], return_inverse=True)
-        data = zds[uniq] if uniq.size else np.empty((0, self.z_dim), np.float32)
-        out = np.empty((idx.size, self.z_dim), dtype=np.float32)
-        out[order] = data[inverse]
-        return out.reshape(*idx.shape, self.z_dim)
+            return slice(*rows.indices(n))
+        if isinstance(rows, (int, np.integer)) and not isinstance(rows, (bool, np.bool_)):
+            i = int(rows)
+            if not -n <= i < n:
+                raise InvalidParameterError(f"{owner}: row {i} is out of range for {n} committed rows.")
+            return i + n if i < 0 else i
+        idx = np.asarray(rows)
+        if idx.dtype.kind == "b":
+            if idx.shape != (n,):
+                raise InvalidParameterError(f"{owner}: a boolean mask must have shape ({n},); got {idx.shape}.")
+            return np.flatnonzero(idx)
+        if idx.size == 0:
+            return idx.astype(np.int64)
+        if idx.dtype.kind not in "iu":
+            raise InvalidParameterError(
+                f"{owner}: rows must be None, a slice, an int, integer indices or a boolean mask; got dtype {idx.dtype}."
+            )
+        idx = idx.astype(np.int64, copy=False)
+        if idx.min() < -n or idx.max() >= n:
+            raise InvalidParameterError(
+                f"{owner}: row indices must lie in [-{n}, {n}); got min {int(idx.min())}, max {int(idx.max())}."
+            )
+        return np.where(idx < 0, idx + n, idx)
+
+    def _gather(self, path: str, sel: slice | int | np.ndarray) -> np.ndarray:
+        """Rows of a dataset for a normalised selection, reading chunk by chunk."""
+        if isinstance(sel, int):
+            return self._read(path, sel, sel + 1)[0]
+        if isinstance(sel, slice):
+            if sel.step == 1:
+                return self._read(path, sel.start, max(sel.start, sel.stop))
+            sel = np.arange(sel.start, sel.stop, sel.step, dtype=np.int64)
+        idx = sel
+        flat = idx.ravel()
+        if flat.size == 0:
+            empty = self._read(path, 0, 0)
+            return empty.reshape(*idx.shape, *empty.shape[1:])
+        uniq, inverse = np.unique(flat, return_inverse=True)
+        chunk = self.chunk_rows
+        cid = uniq // chunk
+        bounds = np.concatenate(([0], np.flatnonzero(np.diff(cid)) + 1, [uniq.size]))
+        parts = []
+        for g0, g1 in zip(bounds[:-1], bounds[1:]):
+            lo, hi = int(uniq[g0]), int(uniq[g1 - 1]) + 1
+            parts.append(self._read(path, lo, hi)[uniq[g0:g1] - lo])
+        out_u = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        out = out_u[inverse.ravel()]
+        return out.reshape(*idx.shape, *out.shape[1:])
+
+    def read(self, rows: Any = None) -> np.ndarray:
+        """Read z-points of committed rows.
+
+        Parameters
+        ----------
+        rows : None, int, slice, integer array or boolean mask
+            ``None`` reads every committed row. Integer arrays may be in any order
+            and repeat rows; reads are grouped by chunk.
+
+        Returns
+        -------
+        ndarray, float32
+            Shape ``(z_dim,)`` for an int, ``(*rows.shape, z_dim)`` for an array.
+        """
+        self._require_open()
+        return self._gather(F.Z_DATASET, self._normalize_rows(rows, "read"))
 
     def read_ids(self, rows: Any = None) -> np.ndarray:
-        """Row ids (str) of all committed rows or of a slice."""
-        rows = slice(0, self.n_rows) if rows is None else rows
-        return self._decode_ids(self._h5[F.IDS_DATASET][rows])
+        """Row ids of committed rows: int64, or str once the store holds string ids."""
+        self._require_open()
+        return self._gather(self._ids_path(), self._normalize_rows(rows, "read_ids"))
 
     def _column_ds(self, name: str) -> h5py.Dataset:
-        group = self._h5.get(F.COLUMNS_GROUP)
-        if group is None or name not in group:
+        self._require_open()
+        if not isinstance(name, str) or not name or self._column_path(name) not in self._h5:
             raise InvalidParameterError(
                 f"{self.path}: no column {name!r}; the store has: {', '.join(self.column_names) or 'none'}."
             )
-        return group[name]
+        return self._ds(self._column_path(name))
 
     def read_column(self, name: str, rows: Any = None) -> np.ndarray:
-        """Values of one per-point column for all committed rows or a slice."""
-        rows = slice(0, self.n_rows) if rows is None else rows
-        data = self._column_ds(name)[rows]
-        return self._decode_ids(data) if data.dtype.kind == "O" else data
-
-    @staticmethod
-    def _decode_ids(raw: np.ndarray) -> np.ndarray:
-        return np.array([r.decode() if isinstance(r, bytes) else str(r) for r in raw], dtype=object)
+        """Values of one per-point column for committed rows (same ``rows`` as :meth:`read`)."""
+        self._column_ds(name)
+        return self._gather(self._column_path(name), self._normalize_rows(rows, "read_column"))
 
     def to_dask(self, chunks: int | None = None):
-        """A lazy dask array view of the committed z-points (requires dask)."""
+        """A lazy dask array view of the committed z-points (requires dask).
+
+        The view reads from this open store; do not use it after :meth:`close`.
+
+        Parameters
+        ----------
+        chunks : int, optional
+            Rows per dask chunk; defaults to :meth:`block_rows` (chunk-aligned, 64 MiB).
+        """
         try:
             import dask.array as da
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise StoreError("to_dask needs dask; install it with: pip install 'dask[array]'") from exc
-        rows = chunks or self.block_rows()
-        return da.from_array(self._h5[F.Z_DATASET], chunks=(rows, self.z_dim))[: self.n_rows]
+        self._require_open()
+        if chunks is not None and (isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks < 1):
+            raise InvalidParameterError(f"to_dask: chunks must be a positive integer; got {chunks!r}.")
+        rows = int(chunks) if chunks else self.block_rows()
+        view = _CommittedView(self._z, self._n)
+        return da.from_array(view, chunks=(rows, self.z_dim), name=f"zstore-{uuid.uuid4().hex}", asarray=True)
+
+
+class _CommittedView:
+    """The committed rows of a z dataset, as an array-like for dask."""
+
+    def __init__(self, ds: h5py.Dataset, n: int) -> None:
+        self._ds = ds
+        self.shape = (int(n), int(ds.shape[1]))
+        self.dtype = np.dtype(np.float32)
+        self.ndim = 2
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if not isinstance(key, tuple):
+            key = (key,)
+        rows, rest = key[0], key[1:]
+        if isinstance(rows, slice) and rows.indices(self.shape[0])[2] == 1:
+            lo, hi, _ = rows.indices(self.shape[0])
+            out = _read_rows(self._ds, lo, max(lo, hi), False)
+        else:
+            out = _read_rows(self._ds, 0, self.shape[0], False)[rows]
+        return out[(slice(None), *rest)] if rest else out
+
+
+def _read_rows(ds: h5py.Dataset, lo: int, hi: int, text: bool) -> np.ndarray:
+    """Rows ``lo:hi`` of a dataset through ``read_direct`` (string matrices decoded)."""
+    buf = np.empty((hi - lo, *ds.shape[1:]), dtype=ds.dtype)
+    if hi > lo and buf.size:
+        ds.read_direct(buf, source_sel=np.s_[lo:hi])
+    if not text:
+        return buf
+    raw = np.ascontiguousarray(buf).view(f"S{buf.shape[-1]}")
+    return _decode_strings(raw.reshape(buf.shape[:-1]))
+
+
+def _check_column_name(name: Any, owner: str) -> None:
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        raise InvalidParameterError(f"{owner}: a column name must be a non-empty str without '/'; got {name!r}.")
+    if name in F.RESERVED_COLUMN_NAMES:
+        raise InvalidParameterError(f"{owner}: {name!r} is reserved and cannot name a column.")
+
+
+def _column_array(arr: np.ndarray, name: str, owner: str) -> np.ndarray:
+    if arr.dtype.kind in "USO":
+        return _encode_strings(arr)
+    if arr.dtype.kind not in "biufc":
+        raise InvalidParameterError(
+            f"{owner}: column {name!r} must hold numbers, bools or strings; got dtype {arr.dtype}."
+        )
+    return arr
 
 
 def create_store(
@@ -387,9 +1037,13 @@ def create_store(
     model_fingerprint: str = "",
     source: str = "",
     overwrite: bool = False,
+    chunk_rows: int | None = None,
     **provenance: Any,
 ) -> ZStore:
     """Create an empty store and return it open for appending.
+
+    The file is built under a temporary name and renamed into place, so a store
+    either exists complete or not at all.
 
     Parameters
     ----------
@@ -400,36 +1054,87 @@ def create_store(
         Provenance: which model wrote the z-points, and from which data.
     overwrite : bool, default=False
         Replace an existing file; otherwise an existing file is an error.
+    chunk_rows : int, optional
+        Rows per chunk; defaults to about 1 MiB of float32 z-points.
     **provenance
         Further provenance values, stored as attributes or JSON.
+
+    Returns
+    -------
+    ZStore
+        Open with ``mode="a"``.
     """
     path = Path(path)
     if isinstance(z_dim, bool) or not isinstance(z_dim, (int, np.integer)) or z_dim < 1:
         raise InvalidParameterError(f"create_store: z_dim must be an integer >= 1; got {z_dim!r}.")
-    if path.exists() and not overwrite:
-        raise StoreError(f"{path}: file exists; pass overwrite=True (CLI: --overwrite) to replace it.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    chunk = F.rows_per_chunk(int(z_dim))
-    with h5py.File(path, "w", libver=("v110", "latest")) as h5:
-        h5.attrs["format"] = F.FORMAT_NAME
-        h5.attrs["format_version"] = F.FORMAT_VERSION
-        h5.attrs["z_dim"] = int(z_dim)
-        h5.attrs[F.COMMITTED_ATTR] = 0
-        h5.attrs["backend"] = backend
-        h5.attrs["model_fingerprint"] = model_fingerprint
-        h5.attrs["source"] = source
-        h5.attrs["created"] = h5.attrs["updated"] = _now()
-        h5.attrs["library_version"] = __version__
-        h5.attrs["extra_json"] = "{}"
-        h5.create_dataset(F.Z_DATASET, shape=(0, int(z_dim)), maxshape=(None, int(z_dim)), dtype=np.float32, chunks=(chunk, int(z_dim)))
-        h5.create_dataset(F.IDS_DATASET, shape=(0,), maxshape=(None,), dtype=h5py.string_dtype(), chunks=(min(chunk * 4, 1 << 16),))
-        h5.create_group(F.COLUMNS_GROUP)
-    store = ZStore(path, "a")
-    if provenance:
-        store.set_provenance(**provenance)
-    return store
+    z_dim = int(z_dim)
+    if chunk_rows is None:
+        chunk_rows = F.rows_per_chunk(z_dim)
+    elif isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
+        raise InvalidParameterError(f"create_store: chunk_rows must be an integer >= 1; got {chunk_rows!r}.")
+    fixed = sorted(set(provenance) & _FIXED_ATTRS)
+    if fixed:
+        raise InvalidParameterError(f"create_store: {', '.join(fixed)} cannot be set as provenance.")
+    if path.exists():
+        if not overwrite:
+            raise StoreError(f"{path}: file exists; pass overwrite=True (CLI: --overwrite) to replace it.")
+        if path.is_dir():
+            raise StoreError(f"{path}: is a directory.")
+        if writer_alive(path):
+            raise StoreError(f"{path}: another process is writing to this store; not overwriting it.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot create the directory ({_one_line(exc)}).") from exc
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    now = _now_ns()
+    try:
+        with h5py.File(tmp, "w", libver=_LIBVER, locking=False) as h5:
+            attrs = h5.attrs
+            attrs["format"] = F.FORMAT_NAME
+            attrs["format_version"] = F.FORMAT_VERSION
+            attrs["z_dim"] = z_dim
+            attrs["backend"] = str(backend)
+            attrs["model_fingerprint"] = str(model_fingerprint)
+            attrs["source"] = str(source)
+            attrs["created"] = attrs["updated"] = _iso(now)
+            attrs["library_version"] = __version__
+            extra = {}
+            for key, value in provenance.items():
+                if isinstance(value, (str, bool, int, float, np.integer, np.floating)):
+                    attrs[key] = value
+                else:
+                    extra[key] = value
+            attrs["extra_json"] = json.dumps(extra, default=str)
+            h5.create_dataset(F.Z_DATASET, shape=(0, z_dim), maxshape=(None, z_dim), dtype=np.float32,
+                              chunks=(int(chunk_rows), z_dim))
+            h5.create_dataset(F.IDS_DATASET, shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(int(chunk_rows),))
+            h5.create_group(F.COLUMNS_GROUP)
+            record = np.stack([F.pack_commit(0, 0, now, 0, 0), F.pack_commit(1, 0, now, 0, 0)])
+            h5.create_dataset(F.COMMIT_DATASET, data=record)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, StoreError):
+            raise StoreError(f"{path}: cannot create the store ({_one_line(exc)}).") from exc
+        raise
+    return ZStore(path, "a")
 
 
 def open_store(path: str | os.PathLike, mode: str = "r") -> ZStore:
-    """Open an existing store (``mode="r"`` to read, ``"a"`` to append)."""
+    """Open an existing store (``mode="r"`` to read, ``"a"`` to append).
+
+    Opening for appending a store whose writer was killed repairs it; ``n_rows`` then
+    tells where to resume.
+    """
     return ZStore(path, mode)
+
+
+def superblock_status(path: str | os.PathLike) -> int | None:
+    """The superblock status flags of an HDF5 file (None for superblock versions 0/1)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        sb = read_superblock(fd)
+    finally:
+        os.close(fd)
+    return None if sb is None else sb.status_flags

@@ -1,0 +1,318 @@
+"""The ``keras-ae`` backend: the convolutional autoencoder of the brief in Keras 3.
+
+Keras is imported only when a model is built, trained or loaded, so that listing
+backends stays fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from latentscope.exceptions import BackendError, InvalidParameterError
+
+from ._config import AEConfig
+from ._io import (
+    CONFIG_NAME,
+    DECODER_NAME,
+    ENCODER_NAME,
+    MODEL_FORMAT,
+    MODEL_VERSION,
+    load_keras_file,
+    read_model_json,
+    write_json_atomic,
+)
+
+__all__ = ["KerasAEBackend"]
+
+_OWNER = "keras-ae"
+
+
+def _pad_rows(n: int, batch_size: int) -> int:
+    """Rows to compute for a chunk of ``n`` rows: the next power of two (at least 8),
+    capped at ``batch_size``, so a compiled function sees few distinct shapes."""
+    if n >= batch_size:
+        return batch_size
+    return min(batch_size, max(8, 1 << (n - 1).bit_length()))
+
+
+class KerasAEBackend:
+    """The CelebA-style convolutional autoencoder (Keras 3), as a latentscope backend.
+
+    Build one with :meth:`train` or :meth:`load`; the constructor wraps models that
+    already exist.
+
+    Parameters
+    ----------
+    encoder, decoder : keras.Model
+        Encoder (float images in [0, 1] -> z) and decoder (z -> images in [0, 1]).
+    config : AEConfig
+        The architecture both were built from.
+    info : dict, optional
+        Training facts stored in the model directory's config.json.
+
+    Attributes
+    ----------
+    z_dim : int
+    image_shape : tuple of int
+        (height, width, 3).
+    config : AEConfig
+    info : dict
+
+    Examples
+    --------
+    >>> from latentscope_keras_ae import KerasAEBackend        # doctest: +SKIP
+    >>> ae = KerasAEBackend.train("synthetic:2000", "model", preset="small", epochs=5)  # doctest: +SKIP
+    >>> z = ae.encode(images)                                 # doctest: +SKIP
+    """
+
+    name: ClassVar[str] = "keras-ae"
+    description: ClassVar[str] = "Convolutional autoencoder of the brief (Keras 3; presets celeba96, small)."
+
+    def __init__(self, encoder: Any, decoder: Any, config: AEConfig, *, info: dict | None = None) -> None:
+        self.encoder = encoder
+        self.decoder = decoder
+        self.config = config
+        self.info = dict(info or {})
+        self._enc_u8 = None
+        self._fingerprint: str | None = None
+        enc_in = tuple(encoder.input_shape[1:])
+        if enc_in != config.image_shape or int(encoder.output_shape[-1]) != config.z_dim:
+            raise BackendError(
+                f"{_OWNER}: the encoder maps {enc_in} -> {encoder.output_shape[-1]}, but the config says "
+                f"{config.image_shape} -> {config.z_dim}."
+            )
+        if tuple(decoder.output_shape[1:]) != config.image_shape or int(decoder.input_shape[-1]) != config.z_dim:
+            raise BackendError(
+                f"{_OWNER}: the decoder maps {decoder.input_shape[-1]} -> {tuple(decoder.output_shape[1:])}, but the "
+                f"config says {config.z_dim} -> {config.image_shape}."
+            )
+
+    # ---------------------------------------------------------------- basics
+    @property
+    def z_dim(self) -> int:
+        return self.config.z_dim
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.config.image_shape
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"KerasAEBackend(image_shape={c.image_shape}, z_dim={c.z_dim}, encoder_filters={c.encoder_filters}, "
+                f"decoder_filters={c.decoder_filters}, fingerprint={self.fingerprint()!r})")
+
+    @classmethod
+    def from_config(cls, config: AEConfig | None = None, *, seed: int | None = 0, **changes: Any) -> "KerasAEBackend":
+        """A freshly initialised (untrained) model; ``changes`` override config fields."""
+        import keras
+
+        from ._model import build_decoder, build_encoder
+
+        config = (config or AEConfig()).replace(**changes) if changes else (config or AEConfig())
+        if seed is not None:
+            keras.utils.set_random_seed(int(seed))
+        return cls(build_encoder(config), build_decoder(config), config)
+
+    # -------------------------------------------------------------- training
+    @classmethod
+    def train(cls, source: Any, out_dir: str | Path, **options: Any) -> "KerasAEBackend":
+        """Train a new autoencoder on ``source`` and save it in ``out_dir``.
+
+        Parameters
+        ----------
+        source : ImageSource, str or ndarray
+            An image source (re-opened at the model's image size when its own
+            differs), a source spec such as ``"synthetic:2000"`` or
+            ``"celeba:/data/celeba"``, or a uint8 array (n, h, w, 3).
+        out_dir : path-like
+            The model directory (see :mod:`latentscope_keras_ae._io` for its layout).
+        preset : {"celeba96", "small"}, default="celeba96"
+        epochs, batch_size, z_dim, image_size, loss, learning_rate, batch_norm : optional
+            Override the preset's values. ``epochs`` is the total number of epochs
+            (also when resuming).
+        filters : str or sequence, optional
+            Encoder filters (the decoder mirrors them), ``"64,64,128,128:128,128,64,64"``
+            or a pair (encoder, decoder).
+        resume : bool, default=False
+            Continue an interrupted training from its last checkpoint (the same
+            batches in the same order, the optimizer state restored).
+        overwrite : bool, default=False
+            Discard whatever ``out_dir`` holds and start afresh.
+        seed : int, default=0
+            Seeds weight initialisation (``keras.utils.set_random_seed``) and the
+            data order of every epoch.
+        progress : bool or callable, default=True
+            Progress bar and one summary line per epoch on stderr; a callable gets
+            each epoch's record (dict) instead.
+        val_fraction : float, default=0.05
+            The last part of the source (in source order) held out for validation.
+        cache : path-like or False, optional
+            HDF5 uint8 image cache; default ``out_dir/image_cache.h5``; False keeps
+            the decoded images in memory only.
+        checkpoint_every : int, optional
+            Also checkpoint every this many steps inside an epoch (long epochs).
+
+        Returns
+        -------
+        KerasAEBackend
+            The trained model (also saved to ``out_dir``).
+
+        Raises
+        ------
+        InvalidParameterError
+            An unknown option or a bad value.
+        BackendError
+            ``out_dir`` holds another model or checkpoint (use ``resume`` or
+            ``overwrite``), or a resumed run's options contradict the checkpoint.
+        """
+        from ._train import train as _train
+
+        return _train(cls, source, out_dir, **options)
+
+    # ------------------------------------------------------------- save/load
+    @classmethod
+    def load(cls, path: str | Path) -> "KerasAEBackend":
+        """Load a model directory written by :meth:`save` or :meth:`train`.
+
+        Model files are read with Keras' ``safe_mode=True``; a file whose architecture
+        holds a ``Lambda`` layer is refused.
+
+        Raises
+        ------
+        BackendError
+            No model in ``path``, an unreadable or unsafe file, or files that do not
+            match the config.
+        """
+        model_dir = Path(path)
+        if model_dir.is_file() and model_dir.name == CONFIG_NAME:
+            model_dir = model_dir.parent
+        data = read_model_json(model_dir)
+        try:
+            config = AEConfig.from_dict(data["config"])
+        except (KeyError, TypeError, InvalidParameterError) as exc:
+            raise BackendError(f"{_OWNER}: {model_dir / CONFIG_NAME} holds no valid configuration: {exc}") from exc
+        files = data.get("files", {})
+        encoder = load_keras_file(model_dir / files.get("encoder", ENCODER_NAME))
+        decoder = load_keras_file(model_dir / files.get("decoder", DECODER_NAME))
+        info = {k: v for k, v in data.items() if k not in ("config", "files", "format", "format_version")}
+        return cls(encoder, decoder, config, info=info)
+
+    def save(self, path: str | Path) -> None:
+        """Write ``encoder.keras``, ``decoder.keras`` and ``config.json`` into the
+        directory ``path`` (created if needed); ``load`` gives identical encodings."""
+        import keras
+
+        model_dir = Path(path)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            for model, name in ((self.encoder, ENCODER_NAME), (self.decoder, DECODER_NAME)):
+                tmp = model_dir / f"{name}.tmp.keras"
+                model.save(tmp)
+                tmp.replace(model_dir / name)
+        except OSError as exc:
+            raise BackendError(f"{_OWNER}: cannot save the model to {model_dir}: {exc}") from exc
+        data = {
+            **self.info,
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_VERSION,
+            "backend": self.name,
+            "config": self.config.to_dict(),
+            "files": {"encoder": ENCODER_NAME, "decoder": DECODER_NAME},
+            "fingerprint": self.fingerprint(),
+            "keras_version": keras.__version__,
+            "keras_backend": keras.backend.backend(),
+        }
+        write_json_atomic(model_dir / CONFIG_NAME, data)
+
+    # ------------------------------------------------------------ identity
+    def fingerprint(self) -> str:
+        """SHA-256 (first 16 hex digits) of the configuration and every weight of the
+        encoder and decoder (BatchNorm statistics included), in layer order."""
+        if self._fingerprint is None:
+            import keras
+
+            h = hashlib.sha256(self.config.to_json().encode())
+            for model in (self.encoder, self.decoder):
+                for v in model.weights:
+                    a = np.ascontiguousarray(keras.ops.convert_to_numpy(v), dtype="<f4")
+                    h.update(repr(a.shape).encode())
+                    h.update(a.tobytes())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
+
+    def _weights_changed(self) -> None:
+        self._fingerprint = None
+
+    # ------------------------------------------------------------- encoding
+    def _check_images(self, images: Any) -> np.ndarray:
+        arr = np.asarray(images)
+        if arr.dtype != np.uint8:
+            raise InvalidParameterError(f"{_OWNER}: encode expects uint8 images; got dtype {arr.dtype}.")
+        if arr.ndim != 4 or tuple(arr.shape[1:]) != self.image_shape:
+            raise BackendError(
+                f"{_OWNER}: the model encodes images of shape {self.image_shape}; got {tuple(arr.shape[1:])} "
+                "(open the data at the model's image size)."
+            )
+        return arr
+
+    @staticmethod
+    def _batch_size(batch_size: int | None, task: str) -> int:
+        if batch_size is None:
+            from ._device import default_batch_size
+
+            return default_batch_size(task)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise InvalidParameterError(f"{_OWNER}: batch_size must be an int >= 1; got {batch_size!r}.")
+        return int(batch_size)
+
+    def encode(self, images: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
+        """Encode uint8 images (n, h, w, 3) into float32 z-points (n, z_dim).
+
+        The cast to float and the scaling to [0, 1] run inside the compiled encoder
+        (``predict_on_batch``), on the device. Chunks are ``batch_size`` images (default:
+        256 on CPUs, 1024 on GPUs); a final short chunk is padded to a power of two so
+        that few shapes are compiled.
+        """
+        arr = self._check_images(images)
+        bs = self._batch_size(batch_size, "encode")
+        if self._enc_u8 is None:
+            from ._model import uint8_encoder
+
+            self._enc_u8 = uint8_encoder(self.encoder)
+        out = np.empty((arr.shape[0], self.z_dim), dtype=np.float32)
+        for a in range(0, arr.shape[0], bs):
+            chunk = arr[a : a + bs]
+            k = chunk.shape[0]
+            m = _pad_rows(k, bs)
+            if m != k:
+                chunk = np.concatenate([chunk, np.zeros((m - k, *chunk.shape[1:]), np.uint8)])
+            out[a : a + k] = np.asarray(self._enc_u8.predict_on_batch(chunk))[:k]
+        return out
+
+    def decode(self, z: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
+        """Decode z-points (n, z_dim) into uint8 images (n, h, w, 3) (rounded)."""
+        zz = np.asarray(z)
+        if zz.ndim != 2 or zz.shape[1] != self.z_dim:
+            raise InvalidParameterError(f"{_OWNER}: z must have shape (n, {self.z_dim}); got {zz.shape}.")
+        if not np.issubdtype(zz.dtype, np.number):
+            raise InvalidParameterError(f"{_OWNER}: z must be numeric; got dtype {zz.dtype}.")
+        zz = zz.astype(np.float32, copy=False)
+        bs = self._batch_size(batch_size, "decode")
+        out = np.empty((zz.shape[0], *self.image_shape), dtype=np.uint8)
+        for a in range(0, zz.shape[0], bs):
+            chunk = zz[a : a + bs]
+            k = chunk.shape[0]
+            m = _pad_rows(k, bs)
+            if m != k:
+                chunk = np.concatenate([chunk, np.zeros((m - k, chunk.shape[1]), np.float32)])
+            y = np.asarray(self.decoder.predict_on_batch(chunk))[:k]
+            out[a : a + k] = np.clip(np.rint(y * 255.0), 0, 255).astype(np.uint8)
+        return out
+
+    def reconstruct(self, images: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
+        """``decode(encode(images))``."""
+        return self.decode(self.encode(images, batch_size=batch_size), batch_size=batch_size)

@@ -1,0 +1,564 @@
+"""Fine streaming histograms and the quantiles read from them.
+
+A :class:`FineHistogram` keeps, per component, a histogram with many equal bins
+(default 4096). Quantiles interpolated in it are exact to within one bin width,
+``(hi - lo) / bins``, and usually far better (the rank is interpolated inside the
+bin). With ranges from a first pass (the data's min and max) the first and last
+levels (0 and 1) are exact. :func:`streaming_quantiles` runs the two passes.
+
+Bin assignment is exact: a value ``x`` lands in bin ``j`` when
+``edges[j] <= x < edges[j + 1]`` (the last bin includes its right edge), with
+``edges = numpy.linspace(lo, hi, bins + 1)``, so any coarse histogram whose edges are
+a subset of the fine edges equals :func:`numpy.histogram` on those edges. The bin of
+each value is computed in the block's precision and values within 1 % of a bin
+width of an edge are re-checked against the float64 edges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..exceptions import InvalidParameterError, NonFiniteError
+
+__all__ = ["FineHistogram", "FineHistogramResult", "streaming_quantiles", "quantiles_from_counts", "aligned_coarse"]
+
+_EPS32 = float(np.finfo(np.float32).eps)
+
+
+def _check_bins(bins: Any, owner: str, multiple: int = 1) -> int:
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 4 or bins % multiple:
+        extra = f" and a multiple of {multiple}" if multiple > 1 else ""
+        raise InvalidParameterError(f"{owner}: bins must be an integer >= 4{extra}; got {bins!r}.")
+    return int(bins)
+
+
+def _check_levels(qs: Any, owner: str) -> np.ndarray:
+    q = np.atleast_1d(np.asarray(qs, dtype=np.float64))
+    if q.ndim != 1 or q.size == 0 or not np.all((q >= 0) & (q <= 1)):
+        raise InvalidParameterError(f"{owner}: quantile levels must be numbers in [0, 1]; got {qs!r}.")
+    return q
+
+
+def _widen_degenerate(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Give zero-width ranges the width numpy.histogram uses (v - 0.5, v + 0.5)."""
+    lo = lo.astype(np.float64).copy()
+    hi = hi.astype(np.float64).copy()
+    same = hi <= lo
+    lo[same] -= 0.5
+    hi[same] += 0.5
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class FineHistogramResult:
+    """Counts of a :class:`FineHistogram`.
+
+    Attributes
+    ----------
+    lo, hi : ndarray of shape (dim,)
+        Range of each component's histogram.
+    counts : ndarray of shape (groups, dim, bins), int64
+        Counts per group (one group unless the histogram was split by groups).
+    underflow, overflow : ndarray of shape (groups, dim), int64
+        Values below ``lo`` or above ``hi`` (always 0 for growing histograms and for
+        ranges taken from the data).
+    vmin, vmax : ndarray of shape (groups, dim)
+        Exact smallest and largest value seen (``+inf``/``-inf`` for empty groups).
+    """
+
+    lo: np.ndarray
+    hi: np.ndarray
+    counts: np.ndarray
+    underflow: np.ndarray
+    overflow: np.ndarray
+    vmin: np.ndarray
+    vmax: np.ndarray
+
+    @property
+    def bins(self) -> int:
+        return self.counts.shape[-1]
+
+    @property
+    def dim(self) -> int:
+        return self.counts.shape[1]
+
+    @property
+    def edges(self) -> np.ndarray:
+        """Fine bin edges, shape (dim, bins + 1)."""
+        return np.linspace(self.lo, self.hi, self.bins + 1, axis=1)
+
+    def total(self) -> "FineHistogramResult":
+        """The histogram summed over groups (one group)."""
+        return FineHistogramResult(
+            self.lo, self.hi, self.counts.sum(0, keepdims=True), self.underflow.sum(0, keepdims=True),
+            self.overflow.sum(0, keepdims=True), self.vmin.min(0, keepdims=True), self.vmax.max(0, keepdims=True),
+        )
+
+    def quantiles(self, qs: Any, group: int | None = None) -> np.ndarray:
+        """Quantiles at levels ``qs``, shape (len(qs), dim); see :func:`quantiles_from_counts`."""
+        r = self.total() if group is None else self
+        g = 0 if group is None else group
+        return quantiles_from_counts(r.counts[g], self.lo, self.hi, qs, r.vmin[g], r.vmax[g],
+                                     r.underflow[g], r.overflow[g])
+
+    def cdf(self, group: int | None = None) -> np.ndarray:
+        """Empirical CDF at the fine edges, shape (dim, bins + 1)."""
+        r = self.total() if group is None else self
+        g = 0 if group is None else group
+        c = r.counts[g]
+        n = c.sum(1) + r.underflow[g] + r.overflow[g]
+        cum = np.concatenate([np.zeros((c.shape[0], 1), np.int64), np.cumsum(c, axis=1)], axis=1) + r.underflow[g][:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return cum / n[:, None]
+
+    def coarse(self, bins: int, group: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """About ``bins`` coarse bins over the data range, aggregated exactly from fine bins.
+
+        Returns ``(edges, counts)`` of shapes (dim, bins + 1) and (dim, bins); see
+        :func:`aligned_coarse`.
+        """
+        r = self.total()
+        edges, idx = aligned_coarse(r.counts[0], self.lo, self.hi, bins)
+        c = r.counts[0] if group is None else self.counts[group]
+        return edges, _gather_coarse(c, idx, bins)
+
+
+def _gather_coarse(counts: np.ndarray, idx: np.ndarray, bins: int) -> np.ndarray:
+    """Sum fine counts into coarse bins given each fine bin's coarse index (-1: none)."""
+    dim, fine = counts.shape
+    out = np.zeros((dim, bins), dtype=np.int64)
+    valid = idx >= 0
+    rows = np.broadcast_to(np.arange(dim)[:, None], (dim, fine))
+    np.add.at(out, (rows[valid], idx[valid]), counts[valid])
+    return out
+
+
+def aligned_coarse(counts: np.ndarray, lo: np.ndarray, hi: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Coarse bins made of whole fine bins, covering the occupied fine range.
+
+    Each component gets exactly ``bins`` coarse bins of ``m`` fine bins each, with
+    ``m = ceil(occupied / bins)``, centred on the occupied fine bins (coarse edges may
+    extend past the fine range, over empty virtual bins). When the fine histogram
+    spans the data's min and max with ``bins * k`` fine bins (ComponentStats on raw
+    components), the coarse edges are ``fine_edges[::k]``: a plain ``bins``-bin
+    histogram between min and max.
+
+    Returns
+    -------
+    edges : ndarray of shape (dim, bins + 1)
+    index : ndarray of shape (dim, fine_bins), int
+        The coarse bin of each fine bin (-1 outside).
+    """
+    dim, fine = counts.shape
+    occupied = counts > 0
+    any_ = occupied.any(1)
+    first = np.where(any_, occupied.argmax(1), 0)
+    last = np.where(any_, fine - 1 - occupied[:, ::-1].argmax(1), fine - 1)
+    used = last - first + 1
+    m = np.maximum(1, -(-used // bins))
+    slack = bins * m - used
+    start = first - slack // 2
+    # keep the window inside the fine range when it fits (it still covers first..last)
+    fits = bins * m <= fine
+    start = np.where(fits, np.clip(start, 0, np.maximum(fine - bins * m, 0)), start)
+    width = (hi - lo) / fine
+    k = start[:, None] + m[:, None] * np.arange(bins + 1)[None, :]
+    fine_edges = np.linspace(lo, hi, fine + 1, axis=1)
+    inside = (k >= 0) & (k <= fine)
+    edges = np.where(inside, np.take_along_axis(fine_edges, np.clip(k, 0, fine), axis=1), lo[:, None] + k * width[:, None])
+    j = np.arange(fine)[None, :]
+    idx = (j - start[:, None]) // m[:, None]
+    idx = np.where((idx >= 0) & (idx < bins), idx, -1)
+    return edges, idx
+
+
+def quantiles_from_counts(
+    counts: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    qs: Any,
+    vmin: np.ndarray | None = None,
+    vmax: np.ndarray | None = None,
+    underflow: np.ndarray | None = None,
+    overflow: np.ndarray | None = None,
+) -> np.ndarray:
+    """Quantiles interpolated in fine histograms (numpy's default 'linear' method).
+
+    The level ``q`` sits at rank ``h = q (n - 1)`` between order statistics
+    ``floor(h)`` and ``floor(h) + 1``; each order statistic is placed inside its bin
+    as if the bin's values were evenly spread, and clamped to ``[vmin, vmax]``. The
+    error is at most one bin width; ranks 0 and n - 1 are the exact min and max.
+    Ranks that fall into under- or overflow counts give NaN.
+
+    Parameters
+    ----------
+    counts : ndarray of shape (dim, bins)
+    lo, hi : ndarray of shape (dim,)
+    qs : float or sequence of floats in [0, 1]
+    vmin, vmax : ndarray of shape (dim,), optional
+        Exact extremes.
+
+    Returns
+    -------
+    ndarray of shape (len(qs), dim)
+    """
+    q = _check_levels(qs, "quantiles")
+    counts = np.asarray(counts, dtype=np.int64)
+    dim, bins = counts.shape
+    under = np.zeros(dim, np.int64) if underflow is None else np.asarray(underflow, np.int64)
+    over = np.zeros(dim, np.int64) if overflow is None else np.asarray(overflow, np.int64)
+    inner = counts.sum(1)
+    n = inner + under + over
+    cum = np.cumsum(counts, axis=1)
+    width = (hi - lo) / bins
+    vmin = lo if vmin is None else np.asarray(vmin, np.float64)
+    vmax = hi if vmax is None else np.asarray(vmax, np.float64)
+    out = np.full((q.size, dim), np.nan)
+
+    def order_stat(r: np.ndarray) -> np.ndarray:
+        # r: (dim,) 0-based ranks over all n values (under + inner + over)
+        ri = r - under
+        ok = (ri >= 0) & (ri < inner)
+        rc = np.clip(ri, 0, np.maximum(inner - 1, 0))
+        j = (cum <= rc[:, None]).sum(1)
+        j = np.minimum(j, bins - 1)
+        cnt = counts[np.arange(dim), j]
+        before = cum[np.arange(dim), j] - cnt
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pos = (rc - before + 0.5) / np.maximum(cnt, 1)
+        v = lo + (j + pos) * width
+        v = np.clip(v, vmin, vmax)
+        v = np.where(r == 0, vmin, v)
+        v = np.where(r == n - 1, vmax, v)
+        return np.where(ok | (r == 0) & (under == 0) | (r == n - 1) & (over == 0), v, np.nan)
+
+    for k, level in enumerate(q):
+        h = level * (n - 1)
+        r0 = np.floor(h).astype(np.int64)
+        frac = h - r0
+        r1 = np.minimum(r0 + 1, n - 1)
+        v0 = order_stat(r0)
+        v1 = order_stat(r1)
+        out[k] = np.where(n > 0, v0 + frac * (v1 - v0), np.nan)
+    return out
+
+
+class FineHistogram:
+    """Per-component histograms with many equal-width bins, streamed (mergeable).
+
+    Parameters
+    ----------
+    lo, hi : float or array-like of shape (dim,)
+        Range of each component. Zero-width ranges get numpy's width of 1.
+    bins : int, default=4096
+        Fine bins per component (a multiple of 4 when ``grow``).
+    grow : bool, default=False
+        When a value falls outside a component's range, double the range towards it
+        (merging pairs of bins) until it fits; there is then no under- or overflow.
+        Values within rounding of a merged edge may fall on either side of it.
+    groups : int, default=1
+        Number of row groups; :meth:`update` then takes a group index per row.
+
+    Notes
+    -----
+    Memory is ``groups * dim * bins`` int64 counts (8 MiB for 256 components and
+    4096 bins) plus the float64 edges.
+    """
+
+    def __init__(self, lo: Any, hi: Any, bins: int = 4096, *, grow: bool = False, groups: int = 1) -> None:
+        self.bins = _check_bins(bins, "FineHistogram", 4 if grow else 1)
+        lo = np.atleast_1d(np.asarray(lo, dtype=np.float64))
+        hi = np.atleast_1d(np.asarray(hi, dtype=np.float64))
+        lo, hi = np.broadcast_arrays(lo, hi)
+        if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+            raise InvalidParameterError("FineHistogram: lo and hi must be finite.")
+        if np.any(hi < lo):
+            raise InvalidParameterError("FineHistogram: every hi must be >= its lo.")
+        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+            raise InvalidParameterError(f"FineHistogram: groups must be an integer >= 1; got {groups!r}.")
+        self.grow = bool(grow)
+        self.groups = int(groups)
+        self.lo, self.hi = _widen_degenerate(lo, hi)
+        self.dim = self.lo.shape[0]
+        self.counts = None
+        self._prepared = False
+
+    # -- set-up -------------------------------------------------------------------------
+    def _allocate(self, dim: int) -> None:
+        if self.dim == 1 and dim > 1:
+            self.lo = np.full(dim, self.lo[0])
+            self.hi = np.full(dim, self.hi[0])
+            self.dim = dim
+        self.counts = np.zeros(self.groups * self.dim * self.bins + 1, dtype=np.int64)  # +1: trash slot
+        self.underflow = np.zeros((self.groups, self.dim), np.int64)
+        self.overflow = np.zeros((self.groups, self.dim), np.int64)
+        self.vmin = np.full((self.groups, self.dim), np.inf)
+        self.vmax = np.full((self.groups, self.dim), -np.inf)
+        self._offsets = (np.arange(self.dim, dtype=np.intp) * self.bins)
+        self._prepare()
+
+    def _prepare(self) -> None:
+        B = self.bins
+        self.edges = np.linspace(self.lo, self.hi, B + 1, axis=1)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            self._scale = B / (self.hi - self.lo)
+            lo32 = self.lo.astype(np.float32)
+            self._lo32 = lo32
+            self._scale32 = self._scale.astype(np.float32)
+            shift = (lo32.astype(np.float64) - self.lo) * self._scale
+            self._shift32 = shift.astype(np.float32)
+            # rounding bound of the float32 bin position, in bins (with a wide margin)
+            err32 = 16 * _EPS32 * (B + np.abs(shift) + 1.0)
+        ok32 = (np.isfinite(self._scale32).all() and np.isfinite(self._shift32).all()
+                and np.isfinite(lo32).all() and np.all(self._scale32 > 0))
+        thr = 0.5 - max(0.01, float(err32.max())) if ok32 else 0.0
+        # float32 too coarse or out of range for these ranges: use float64 throughout
+        self._thr32 = np.float32(thr) if thr > 0.05 else None
+        self._thr64 = 0.49
+        self._prepared = True
+
+    # -- growing ------------------------------------------------------------------------
+    def _grow_to(self, bmin: np.ndarray, bmax: np.ndarray) -> None:
+        B = self.bins
+        need = (bmin < self.lo) | (bmax > self.hi)
+        if not need.any():
+            return
+        counts = self.counts[:-1].reshape(self.groups, self.dim, B)
+        for c in np.flatnonzero(need):
+            lo, hi = self.lo[c], self.hi[c]
+            while bmin[c] < lo or bmax[c] > hi:
+                w = hi - lo
+                pairs = counts[:, c, :].reshape(self.groups, B // 2, 2).sum(2)
+                new = np.zeros((self.groups, B), np.int64)
+                if bmin[c] < lo and bmax[c] > hi:
+                    lo, hi = lo - w / 2, hi + w / 2
+                    new[:, B // 4 : B // 4 + B // 2] = pairs
+                elif bmax[c] > hi:
+                    hi = lo + 2 * w
+                    new[:, : B // 2] = pairs
+                else:
+                    lo = hi - 2 * w
+                    new[:, B // 2 :] = pairs
+                counts[:, c, :] = new
+            self.lo[c], self.hi[c] = lo, hi
+        self._prepare()
+
+    # -- update -------------------------------------------------------------------------
+    def update(self, block: Any, group: np.ndarray | None = None) -> "FineHistogram":
+        """Add the rows of a block (n, dim); ``group`` gives each row's group index."""
+        x = np.asarray(block)
+        if x.ndim != 2:
+            raise InvalidParameterError(f"FineHistogram.update: block must be 2-D; got shape {x.shape}.")
+        if x.dtype not in (np.float32, np.float64):
+            x = x.astype(np.float64)
+        if self.counts is None:
+            if self.dim not in (1, x.shape[1]):
+                raise InvalidParameterError(f"FineHistogram.update: block must have {self.dim} columns; got {x.shape[1]}.")
+            self._allocate(x.shape[1])
+        elif x.shape[1] != self.dim:
+            raise InvalidParameterError(f"FineHistogram.update: block must have {self.dim} columns; got {x.shape[1]}.")
+        n = x.shape[0]
+        if n == 0:
+            return self
+        if self.groups > 1:
+            if group is None:
+                raise InvalidParameterError("FineHistogram.update: group indices are required when groups > 1.")
+            group = np.asarray(group, dtype=np.intp)
+            if group.shape != (n,) or (group.size and (group.min() < 0 or group.max() >= self.groups)):
+                raise InvalidParameterError(f"FineHistogram.update: group must hold {n} indices in [0, {self.groups}).")
+        bmin = x.min(0).astype(np.float64)
+        bmax = x.max(0).astype(np.float64)
+        if not (np.isfinite(bmin).all() and np.isfinite(bmax).all()):
+            raise NonFiniteError("FineHistogram.update: the block holds non-finite values.")
+        if self.grow:
+            self._grow_to(bmin, bmax)
+        inside = bool(np.all(bmin >= self.lo) and np.all(bmax <= self.hi))
+        self._update_extremes(x, bmin, bmax, group)
+        self._bin(x, group, inside)
+        return self
+
+    def _update_extremes(self, x: np.ndarray, bmin: np.ndarray, bmax: np.ndarray, group: np.ndarray | None) -> None:
+        if self.groups == 1:
+            np.minimum(self.vmin[0], bmin, out=self.vmin[0])
+            np.maximum(self.vmax[0], bmax, out=self.vmax[0])
+            return
+        for g in range(self.groups):
+            sel = group == g
+            if sel.any():
+                xs = x[sel]
+                np.minimum(self.vmin[g], xs.min(0), out=self.vmin[g])
+                np.maximum(self.vmax[g], xs.max(0), out=self.vmax[g])
+
+    def _bin(self, x: np.ndarray, group: np.ndarray | None, inside: bool) -> None:
+        B, dim = self.bins, self.dim
+        use32 = x.dtype == np.float32 and self._thr32 is not None
+        with np.errstate(invalid="ignore", over="ignore"):
+            if use32:
+                t = np.subtract(x, self._lo32)
+                t *= self._scale32
+                t += self._shift32
+                thr = self._thr32
+            else:
+                t = np.subtract(x, self.lo, dtype=np.float64)
+                t *= self._scale
+                thr = self._thr64
+            f = np.floor(t)
+            np.subtract(t, f, out=t)
+            t -= 0.5
+            np.abs(t, out=t)
+            flag = t <= thr
+            np.logical_not(flag, out=flag)  # NaN (overflowing positions) are flagged too
+            idx = f.astype(np.intp)
+        del t, f
+        if not inside:
+            flag |= idx < 0
+            flag |= idx >= B
+        idx += self._offsets
+        if self.groups > 1:
+            idx += (group * (dim * B))[:, None]
+        rows, cols = np.nonzero(flag)
+        if rows.size:
+            self._fix(x, idx, rows, cols, group)
+        self.counts += np.bincount(idx.ravel(), minlength=self.counts.size)
+
+    def _fix(self, x: np.ndarray, idx: np.ndarray, rows: np.ndarray, cols: np.ndarray, group: np.ndarray | None) -> None:
+        """Exact bins for values near an edge or outside the range."""
+        B, dim = self.bins, self.dim
+        xe = x[rows, cols].astype(np.float64)
+        e = self.edges
+        j = np.empty(rows.size, np.intp)
+        order = np.argsort(cols, kind="stable")
+        cs = cols[order]
+        bounds = np.flatnonzero(np.diff(cs)) + 1
+        for seg in np.split(order, bounds):
+            c = cols[seg[0]]
+            j[seg] = np.searchsorted(e[c], xe[seg], side="right") - 1
+        j = np.clip(j, 0, B - 1)
+        j[xe == e[cols, B]] = B - 1
+        under = xe < e[cols, 0]
+        over = xe > e[cols, B]
+        g = np.zeros(rows.size, np.intp) if group is None else group[rows]
+        flat = j + cols * B + g * (dim * B)
+        trash = self.counts.size - 1
+        flat = np.where(under | over, trash, flat)
+        idx[rows, cols] = flat
+        if under.any():
+            np.add.at(self.underflow, (g[under], cols[under]), 1)
+        if over.any():
+            np.add.at(self.overflow, (g[over], cols[over]), 1)
+
+    # -- merge / result -----------------------------------------------------------------
+    def merge(self, other: "FineHistogram") -> "FineHistogram":
+        """Add the counts of a histogram fed other rows (same bins, groups and ranges)."""
+        if other.counts is None:
+            return self
+        if self.counts is None:
+            self._allocate(other.dim)
+        if self.bins != other.bins or self.groups != other.groups or self.dim != other.dim:
+            raise InvalidParameterError("FineHistogram.merge: both histograms must have the same bins, groups and dim.")
+        if self.grow:
+            self._grow_to(np.minimum(other.lo, self.lo), np.maximum(other.hi, self.hi))
+            other = other._copy()
+            other._grow_to(self.lo, self.hi)
+        if not (np.array_equal(self.lo, other.lo) and np.array_equal(self.hi, other.hi)):
+            raise InvalidParameterError("FineHistogram.merge: both histograms must have the same ranges.")
+        self.counts += other.counts
+        self.underflow += other.underflow
+        self.overflow += other.overflow
+        np.minimum(self.vmin, other.vmin, out=self.vmin)
+        np.maximum(self.vmax, other.vmax, out=self.vmax)
+        return self
+
+    def _copy(self) -> "FineHistogram":
+        new = FineHistogram.__new__(FineHistogram)
+        new.__dict__.update(self.__dict__)
+        for name in ("lo", "hi", "counts", "underflow", "overflow", "vmin", "vmax"):
+            setattr(new, name, getattr(self, name).copy())
+        new._prepare()
+        return new
+
+    def result(self) -> FineHistogramResult:
+        if self.counts is None:
+            raise InvalidParameterError("FineHistogram.result: no block was seen, so the number of components is unknown.")
+        c = self.counts[:-1].reshape(self.groups, self.dim, self.bins).copy()
+        return FineHistogramResult(self.lo.copy(), self.hi.copy(), c, self.underflow.copy(), self.overflow.copy(),
+                                   self.vmin.copy(), self.vmax.copy())
+
+
+def streaming_quantiles(
+    source: Any,
+    qs: Any,
+    *,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    bins: int = 4096,
+    max_bytes: int = 8 << 20,
+    progress: Callable[[int, int], None] | None = None,
+    return_histogram: bool = False,
+) -> np.ndarray | tuple[np.ndarray, FineHistogramResult]:
+    """Per-component quantiles of a store or array in two streaming passes.
+
+    Pass 1 finds each component's min and max; pass 2 fills a fine histogram of
+    ``bins`` bins between them, in which the quantiles are interpolated
+    (:func:`quantiles_from_counts`). The error is at most ``(max - min) / bins`` per
+    component (levels 0 and 1 are exact) and is independent of the block size.
+
+    Parameters
+    ----------
+    source : ZStore or array-like of shape (n, dim)
+    qs : float or sequence of floats in [0, 1]
+    transform : callable, optional
+        Applied to each block first (e.g. ``pca.transform``): quantiles of the
+        transformed coordinates.
+    bins : int, default=4096
+    max_bytes : int, default=8 MiB
+        Block size budget.
+    progress : callable(rows_done, rows_total), optional
+        Called after each block of each pass (rows of both passes count).
+    return_histogram : bool, default=False
+        Also return the :class:`FineHistogramResult`.
+
+    Returns
+    -------
+    ndarray of shape (len(qs), dim)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Z = np.random.default_rng(0).normal(size=(10_000, 3))
+    >>> q = streaming_quantiles(Z, [0.5])
+    >>> bool(np.allclose(q, np.quantile(Z, [0.5], axis=0), atol=0.01))
+    True
+    """
+    from ..stream import iter_array_blocks, source_shape
+
+    levels = _check_levels(qs, "streaming_quantiles")
+    bins = _check_bins(bins, "streaming_quantiles")
+    n, _ = source_shape(source)
+    if n == 0:
+        raise InvalidParameterError("streaming_quantiles: the source has no rows.")
+    vmin = vmax = None
+    done = 0
+    for block in iter_array_blocks(source, max_bytes=max_bytes):
+        x = transform(block) if transform is not None else block
+        x = np.asarray(x)
+        bmin, bmax = x.min(0).astype(np.float64), x.max(0).astype(np.float64)
+        vmin = bmin if vmin is None else np.minimum(vmin, bmin)
+        vmax = bmax if vmax is None else np.maximum(vmax, bmax)
+        done += block.shape[0]
+        if progress is not None:
+            progress(done, 2 * n)
+    if not (np.isfinite(vmin).all() and np.isfinite(vmax).all()):
+        raise NonFiniteError("streaming_quantiles: the source holds non-finite values.")
+    hist = FineHistogram(vmin, vmax, bins)
+    for block in iter_array_blocks(source, max_bytes=max_bytes):
+        x = transform(block) if transform is not None else block
+        hist.update(x)
+        done += block.shape[0]
+        if progress is not None:
+            progress(done, 2 * n)
+    res = hist.result()
+    out = res.quantiles(levels)
+    return (out, res) if return_histogram else out

@@ -1,0 +1,253 @@
+"""The generic encoding pipeline: image source -> backend -> z-point store, resumable.
+
+Batches of images are decoded in worker threads ahead of the model (see
+:meth:`latentscope.data.ImageSource.iter_batches`), encoded by any backend and appended
+to an HDF5 store together with the item ids, the per-item attributes and the item's
+index in the source (column ``source_index``). Each append commits atomically, so a
+run killed at any point is resumed by running it again: the store is reopened, its
+backend, model fingerprint, source and sizes are checked, and encoding continues
+after the last committed item.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..exceptions import BackendError, DataSourceError, InvalidParameterError, StoreError
+
+__all__ = ["encode_to_store", "EncodeResult", "skipped_path", "SOURCE_INDEX"]
+
+#: Store column holding each row's index in the source (drives resuming).
+SOURCE_INDEX = "source_index"
+
+
+def skipped_path(store_path: str | os.PathLike) -> Path:
+    """The sidecar file listing unreadable items: ``STORE.skipped.txt`` beside the store."""
+    p = Path(store_path)
+    return p.with_name(p.name + ".skipped.txt")
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    """What :func:`encode_to_store` did.
+
+    Attributes
+    ----------
+    path : Path
+        The store.
+    n_rows : int
+        Rows in the store after the run.
+    n_written : int
+        Rows written by this run.
+    n_skipped : int
+        Unreadable items of the source so far (listed in :attr:`skipped_file`).
+    resumed : bool
+        The run continued an existing store.
+    seconds : float
+        Wall time of the encoding loop.
+    skipped_file : Path or None
+        The sidecar list of unreadable items, when there are any.
+    """
+
+    path: Path
+    n_rows: int
+    n_written: int
+    n_skipped: int
+    resumed: bool
+    seconds: float
+    skipped_file: Path | None = None
+
+    @property
+    def items_per_second(self) -> float:
+        return self.n_written / self.seconds if self.seconds > 0 else float("nan")
+
+
+def _image_size_text(shape: Any) -> str:
+    return f"{int(shape[0])}x{int(shape[1])}"
+
+
+def _read_skipped(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    out: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            item, _, reason = line.partition("\t")
+            out[item] = reason
+    return out
+
+
+def _check_existing(store: Any, backend: Any, source: Any, path: Path) -> None:
+    """One-line errors when an existing store was written by another model or source."""
+    prov = store.provenance
+    name = getattr(backend, "name", type(backend).__name__)
+    hint = "write to a new store, or pass --overwrite (overwrite=True) to replace it"
+    if store.z_dim != backend.z_dim:
+        raise BackendError(f"{path}: the store holds z_dim {store.z_dim} but the model encodes z_dim {backend.z_dim}; {hint}.")
+    size = prov.get("image_size")
+    if size and size != _image_size_text(backend.image_shape):
+        raise BackendError(f"{path}: the store was encoded from {size} images but the model takes "
+                           f"{_image_size_text(backend.image_shape)}; {hint}.")
+    if prov.get("backend") != name:
+        raise BackendError(f"{path}: the store was written by backend {prov.get('backend')!r}, not {name!r}; {hint}.")
+    if prov.get("model_fingerprint") != backend.fingerprint():
+        raise BackendError(f"{path}: the store was written by model {prov.get('model_fingerprint')}, "
+                           f"this model is {backend.fingerprint()}; {hint}.")
+    if prov.get("source") != source.spec:
+        raise BackendError(f"{path}: the store was encoded from {prov.get('source')!r}, not {source.spec!r}; {hint}.")
+    n_items = prov.get("source_items")
+    if n_items is not None and int(n_items) != len(source):
+        raise DataSourceError(f"{path}: the source {source.spec!r} held {n_items} items when the store was started and "
+                              f"holds {len(source)} now; {hint}.")
+
+
+def encode_to_store(
+    backend: Any,
+    source: Any,
+    store_path: str | os.PathLike,
+    *,
+    batch_size: int = 256,
+    progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
+    strict: bool | None = None,
+    workers: int | None = None,
+    prefetch: int = 2,
+) -> EncodeResult:
+    """Encode an image source with a backend into a z-point store (resumable).
+
+    Parameters
+    ----------
+    backend : Backend
+        A loaded model (see :class:`latentscope.backends.Backend`).
+    source : ImageSource or str
+        The images; a spec such as ``"celeba:/data/celeba"`` is opened with
+        :func:`latentscope.data.open_source`. The model's image size decides the
+        size the images are decoded to.
+    store_path : str or Path
+        The HDF5 store. A missing store is created. An existing one is continued
+        after its last committed row when it was written by the same backend, model
+        (fingerprint), source and sizes, and refused otherwise (one-line
+        :class:`~latentscope.exceptions.BackendError`).
+    batch_size : int, default=256
+        Items per batch (decode, encode and append).
+    progress : callable(done, total), optional
+        Called after each batch with the items processed by this run and the items
+        this run has to process.
+    overwrite : bool, default=False
+        Replace an existing store (and its list of skipped items).
+    strict : bool, optional
+        Override the source's ``strict``: raise on the first unreadable item instead
+        of skipping it.
+    workers : int, optional
+        Decoder threads (default: CPU count, at most 8).
+    prefetch : int, default=2
+        Batches decoded ahead of the model.
+
+    Returns
+    -------
+    EncodeResult
+
+    Notes
+    -----
+    The store gets the columns ``source_index`` (int64) and every per-item attribute
+    of the source; its provenance records the backend, the model fingerprint, the
+    source spec, ``source_items``, ``image_size`` and ``n_skipped``. Unreadable
+    items are listed as ``id<TAB>reason`` lines in :func:`skipped_path` (written
+    before the batch's rows, so a resumed run never loses a name).
+
+    Raises
+    ------
+    BackendError
+        The existing store belongs to another model, backend, source or size; or the
+        backend returned z-points of the wrong shape.
+    DataSourceError
+        No item of the source is readable, or an item is unreadable in strict mode.
+    """
+    from ..data import ImageSource, open_source
+    from ..store import create_store, open_store
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InvalidParameterError(f"encode_to_store: batch_size must be an integer >= 1; got {batch_size!r}.")
+    for attr in ("z_dim", "image_shape", "encode", "fingerprint"):
+        if not hasattr(backend, attr):
+            raise InvalidParameterError(f"encode_to_store: backend must implement the Backend protocol; "
+                                        f"{type(backend).__name__} has no {attr!r}.")
+    size = tuple(int(s) for s in backend.image_shape[:2])
+    src: ImageSource = open_source(source, image_size=size, strict=bool(strict))
+    if strict is not None and src.strict != bool(strict):
+        src.strict = bool(strict)
+    path = Path(store_path)
+    sidecar = skipped_path(path)
+    name = getattr(backend, "name", type(backend).__name__)
+    fingerprint = backend.fingerprint()
+    resumed = path.exists() and not overwrite
+    created_here = False
+    if resumed:
+        store = open_store(path, "a")
+        try:
+            _check_existing(store, backend, src, path)
+            if store.n_rows and SOURCE_INDEX not in store.column_names:
+                raise StoreError(f"{path}: the store has no {SOURCE_INDEX!r} column, so it cannot be resumed; "
+                                 "write to a new store or pass --overwrite.")
+            position = int(store.read_column(SOURCE_INDEX, slice(store.n_rows - 1, store.n_rows))[0]) + 1 if store.n_rows else 0
+        except BaseException:
+            store.close()
+            raise
+    else:
+        if sidecar.exists():
+            sidecar.unlink()
+        store = create_store(path, int(backend.z_dim), backend=name, model_fingerprint=fingerprint, source=src.spec,
+                             overwrite=overwrite, source_items=len(src), image_size=_image_size_text(size),
+                             source_attributes=list(src.attribute_names))
+        created_here = True
+        position = 0
+    skipped = _read_skipped(sidecar)
+    n_start = store.n_rows
+    total = len(src) - position
+    done = 0
+    t0 = time.perf_counter()
+    try:
+        with store:
+            for batch in src.iter_batches(batch_size, start=position, workers=workers, prefetch=prefetch):
+                new = [(item, reason) for _, item, reason in batch.skipped if item not in skipped]
+                if new:
+                    # the sidecar is written before the rows: a kill in between repeats the batch
+                    with open(sidecar, "a", encoding="utf-8") as fh:
+                        fh.writelines(f"{item}\t{' '.join(reason.split())}\n" for item, reason in new)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                    skipped.update(new)
+                if len(batch):
+                    z = np.asarray(backend.encode(batch.images, batch_size=batch_size))
+                    if z.shape != (len(batch), store.z_dim):
+                        raise BackendError(f"backend {name!r} returned z-points of shape {z.shape} for {len(batch)} "
+                                           f"images; expected ({len(batch)}, {store.z_dim}).")
+                    columns = dict(batch.attributes)
+                    columns[SOURCE_INDEX] = batch.indices
+                    store.append(z, ids=batch.ids, columns=columns)
+                done = batch.stop - position
+                if progress is not None:
+                    progress(done, total)
+            seconds = time.perf_counter() - t0
+            n_rows = store.n_rows
+            store.set_provenance(n_skipped=len(skipped),
+                                 skipped_list=sidecar.name if skipped else "",
+                                 encode_items_per_second=round((n_rows - n_start) / seconds, 2) if seconds > 0 else 0.0)
+    except DataSourceError:
+        if created_here and path.exists():
+            try:
+                with open_store(path) as check:
+                    empty = check.n_rows == 0
+            except StoreError:
+                empty = False
+            if empty:
+                path.unlink()
+        raise
+    return EncodeResult(path=path, n_rows=n_rows, n_written=n_rows - n_start, n_skipped=len(skipped), resumed=resumed,
+                        seconds=seconds, skipped_file=sidecar if skipped else None)
