@@ -38,6 +38,13 @@ _LAZY = {
     "open_source": "data",
     # analysis
     "PCAFrame": "analysis", "BoundingBoxes": "analysis", "streaming_quantiles": "analysis",
+    # metrics
+    "frechet_distance": "metrics", "FeatureStats": "metrics", "feature_stats": "metrics", "kid": "metrics",
+    "precision_recall": "metrics", "density_coverage": "metrics", "memorisation": "metrics",
+    "PixelPCAFeatures": "metrics", "evaluate_set": "metrics",
+    # samplers, neighbours
+    "make_sampler": "samplers", "all_samplers": "samplers", "load_sampler": "samplers",
+    "landing_report": "samplers", "LandingReport": "samplers", "nearest_distances": "neighbors",
 }
 
 __all__ = ["__version__", "LatentscopeError", "ZStore", "create_store", "open_store", *_LAZY]

@@ -11,6 +11,7 @@ after the last committed item.
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from dataclasses import dataclass
@@ -181,6 +182,7 @@ def encode_to_store(
     size = tuple(int(s) for s in backend.image_shape[:2])
     src: ImageSource = open_source(source, image_size=size, strict=bool(strict))
     if strict is not None and src.strict != bool(strict):
+        src = copy.copy(src)  # never change the caller's source
         src.strict = bool(strict)
     path = Path(store_path)
     sidecar = skipped_path(path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -194,7 +195,7 @@ class LinearBackend:
     @classmethod
     def fit(cls, source: Any, *, z_dim: int = 64, image_size: Any = None, batch_size: int = 256, n_iter: int = 6,
             oversample: int = 16, seed: Any = 0, max_cache_bytes: int = 2 << 30, workers: int | None = None,
-            progress: Callable[[int, int], None] | None = None) -> "LinearBackend":
+            progress: bool | Callable[[int, int], None] | None = None) -> "LinearBackend":
         """Fit the PCA on an image source and return the model (nothing is saved).
 
         Parameters
@@ -217,8 +218,8 @@ class LinearBackend:
         max_cache_bytes : int, default=2 GiB
         workers : int, optional
             Decoder threads of the source.
-        progress : callable(done, total), optional
-            Called after each pass.
+        progress : bool or callable(done, total), default=None
+            True shows a progress bar on stderr; a callable is called after each pass.
         """
         from ..data import open_source
 
@@ -237,7 +238,13 @@ class LinearBackend:
         z_eff = max(1, min(z_dim, n_items - 1, dim))
         k = min(z_eff + oversample, max(n_items - 1, 1), dim)
         pixels = _Pixels(src, batch_size, int(max_cache_bytes), workers)
-        mean, comps, evar, total, n = _fit_pca(pixels, k, n_iter, rng, progress)
+        if progress is True:
+            from tqdm.auto import tqdm
+
+            with tqdm(total=n_iter, desc="linear: PCA passes", unit="pass", file=sys.stderr, leave=False) as bar:
+                mean, comps, evar, total, n = _fit_pca(pixels, k, n_iter, rng, lambda done, _: bar.update(done - bar.n))
+        else:
+            mean, comps, evar, total, n = _fit_pca(pixels, k, n_iter, rng, progress or None)
         z_eff = max(1, min(z_eff, n - 1))
         return cls(mean, comps[:z_eff], image_shape=shape, explained_variance=evar[:z_eff], n_samples=n,
                    source=getattr(src, "spec", str(source)), total_variance=total)
@@ -245,7 +252,7 @@ class LinearBackend:
     @classmethod
     def train(cls, source: Any, out_dir: str | Path, *, z_dim: int = 64, image_size: Any = None, batch_size: int = 256,
               n_iter: int = 6, seed: Any = 0, overwrite: bool = False, workers: int | None = None,
-              progress: Callable[[int, int], None] | None = None) -> "LinearBackend":
+              progress: bool | Callable[[int, int], None] | None = None) -> "LinearBackend":
         """Fit the PCA (see :meth:`fit`) and save the model to ``out_dir``.
 
         Raises

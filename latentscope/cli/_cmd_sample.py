@@ -200,7 +200,7 @@ def _describe(sampler: Any) -> str:
             parts.append(f"{k}={v}")
     for a in sampler._scalar_attrs:
         v = getattr(sampler, a, None)
-        if isinstance(v, float):
+        if isinstance(v, float) and a != "lower_bound_":
             parts.append(f"{a}={v:.4g}")
     return ", ".join(parts)
 
@@ -268,7 +268,8 @@ def register(app: typer.Typer) -> None:
                 _write_samples(out / "samples.h5", Z, data, sampler, seed=seed, region=region)
                 sampler.save(out / "sampler")
                 bar.update(1)
-                ref = LandingReference(n_reference=n_reference).fit(data, rng=ref_rng)
+                # the sampler's PCA frame, when it has one, so both see the same principal axes
+                ref = LandingReference(n_reference=n_reference).fit(data, rng=ref_rng, pca=getattr(sampler, "pca_", None))
                 report = ref.report(Z, name=region)
                 (out / "landing.json").write_text(json.dumps(report.to_dict(), indent=2))
                 plot_landing(report, out / "landing.png")
@@ -323,7 +324,8 @@ def register(app: typer.Typer) -> None:
                 bar.update(1)
                 for name, ss in zip(names, seeds[1:]):
                     fit_rng, sample_rng = (np.random.default_rng(s) for s in ss.spawn(2))
-                    sampler = make_sampler(name, **COMPARE_DEFAULTS.get(name, {})).fit(data, rng=fit_rng)
+                    # one PCA frame for all: the reference's
+                    sampler = make_sampler(name, **COMPARE_DEFAULTS.get(name, {})).fit(data, rng=fit_rng, pca=ref.pca_)
                     Z = sampler.sample(n, rng=sample_rng)
                     sub = out / name
                     sub.mkdir(parents=True, exist_ok=True)

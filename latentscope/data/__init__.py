@@ -22,7 +22,7 @@ from ..exceptions import InvalidParameterError
 from ._celeba import SPLITS, CelebASource
 from ._folder import FolderSource
 from ._imageio import IMAGE_EXTENSIONS, decode_image
-from ._source import ImageBatch, ImageSource, check_image_size, default_workers
+from ._source import DecodedRange, ImageBatch, ImageSource, check_image_size, decode_each, default_workers
 from ._synthetic import FACE_ATTRIBUTES, EYE_COLORS, HAIR_COLORS, SyntheticFaces, render_faces, sample_face_params
 
 __all__ = [
@@ -37,6 +37,8 @@ __all__ = [
     "decode_image",
     "check_image_size",
     "default_workers",
+    "DecodedRange",
+    "decode_each",
     "FACE_ATTRIBUTES",
     "HAIR_COLORS",
     "EYE_COLORS",

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..exceptions import DataSourceError, InvalidParameterError
 from ._imageio import decode_image
-from ._source import ImageSource, _Decoded, check_image_size, decode_each
+from ._source import ImageSource, DecodedRange, check_image_size, decode_each
 
 __all__ = ["CelebASource", "SPLITS"]
 
@@ -191,7 +191,7 @@ class CelebASource(ImageSource):
     def attributes(self, start: int, stop: int) -> dict[str, np.ndarray]:
         return {k: v[start:stop] for k, v in self._attr.items()}
 
-    def _decode_range(self, start: int, stop: int) -> _Decoded:
+    def _decode_range(self, start: int, stop: int) -> DecodedRange:
         return decode_each(
             self, start, stop,
             lambda i: decode_image(self.image_dir / self.files[i], self.image_size, self._crop, reference_width=REFERENCE_WIDTH),

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..exceptions import DataSourceError, InvalidParameterError
 from ._imageio import IMAGE_EXTENSIONS, decode_image
-from ._source import ImageSource, _Decoded, check_image_size, decode_each
+from ._source import ImageSource, DecodedRange, check_image_size, decode_each
 
 __all__ = ["FolderSource"]
 
@@ -103,5 +103,5 @@ class FolderSource(ImageSource):
     def attributes(self, start: int, stop: int) -> dict[str, np.ndarray]:
         return {"label": self._labels[start:stop]} if self._labels is not None else {}
 
-    def _decode_range(self, start: int, stop: int) -> _Decoded:
+    def _decode_range(self, start: int, stop: int) -> DecodedRange:
         return decode_each(self, start, stop, lambda i: decode_image(self.root / self.files[i], self.image_size, self.crop))

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..exceptions import DataSourceError, InvalidParameterError
 
-__all__ = ["ImageBatch", "ImageSource", "check_image_size", "default_workers"]
+__all__ = ["ImageBatch", "ImageSource", "DecodedRange", "decode_each", "check_image_size", "default_workers"]
 
 
 def default_workers() -> int:
@@ -96,8 +96,17 @@ class ImageBatch:
 
 
 @dataclass(frozen=True)
-class _Decoded:
-    """What a worker returns for the items ``start .. start + len(errors)``."""
+class DecodedRange:
+    """What :meth:`ImageSource._decode_range` returns for items ``start .. start + len(errors)``.
+
+    Attributes
+    ----------
+    start : int
+    images : ndarray of shape (m, h, w, 3), uint8
+        One image per item; rows of failed items are ignored.
+    errors : list of (str or None)
+        None for a decoded item, else the reason it could not be read.
+    """
 
     start: int
     images: np.ndarray  # (m, h, w, 3) uint8; rows of failed items are unspecified
@@ -134,7 +143,7 @@ class ImageSource:
         """The ids (str) of all items in source order, readable or not."""
         raise NotImplementedError
 
-    def _decode_range(self, start: int, stop: int) -> _Decoded:  # pragma: no cover - abstract
+    def _decode_range(self, start: int, stop: int) -> DecodedRange:  # pragma: no cover - abstract
         """Decode items ``start .. stop`` (called from worker threads)."""
         raise NotImplementedError
 
@@ -285,7 +294,7 @@ class ImageSource:
                     f.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _assemble(self, lo: int, hi: int, parts: list[_Decoded]) -> ImageBatch:
+    def _assemble(self, lo: int, hi: int, parts: list[DecodedRange]) -> ImageBatch:
         errors = [e for p in parts for e in p.errors]
         ok = np.fromiter((e is None for e in errors), dtype=bool, count=len(errors))
         ids_all = self._ids(lo, hi)
@@ -305,7 +314,7 @@ class ImageSource:
 
 def decode_each(
     source: ImageSource, start: int, stop: int, decode_one: Callable[[int], np.ndarray]
-) -> _Decoded:
+) -> DecodedRange:
     """Decode items one by one with ``decode_one(index)``, catching per-item failures."""
     h, w = source.image_size
     out = np.zeros((stop - start, h, w, 3), dtype=np.uint8)
@@ -316,4 +325,4 @@ def decode_each(
             errors.append(None)
         except Exception as exc:  # a corrupt file must never stop a long run
             errors.append(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-    return _Decoded(start, out, errors)
+    return DecodedRange(start, out, errors)

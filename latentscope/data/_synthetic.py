@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import InvalidParameterError
-from ._source import ImageSource, _Decoded, check_image_size
+from ._source import ImageSource, DecodedRange, check_image_size
 
 __all__ = ["SyntheticFaces", "sample_face_params", "render_faces", "FACE_ATTRIBUTES", "HAIR_COLORS", "EYE_COLORS"]
 
@@ -402,6 +402,6 @@ class SyntheticFaces(ImageSource):
         stop = self.n if stop is None else min(stop, self.n)
         return {k: v.copy() for k, v in _params_range(self.seed, start, stop).items()}
 
-    def _decode_range(self, start: int, stop: int) -> _Decoded:
+    def _decode_range(self, start: int, stop: int) -> DecodedRange:
         images = render_faces(_params_range(self.seed, start, stop), self.image_size)
-        return _Decoded(start, images, [None] * (stop - start))
+        return DecodedRange(start, images, [None] * (stop - start))

@@ -90,7 +90,9 @@ class SetEvaluation:
 def _check_images(x: Any, name: str) -> np.ndarray:
     arr = np.asarray(x)
     if arr.ndim != 4 or arr.dtype != np.uint8:
-        raise InvalidParameterError(f"evaluate_set: {name} must be a uint8 array of shape (n, h, w, c); got dtype {arr.dtype} and shape {arr.shape}.")
+        raise InvalidParameterError(
+            f"evaluate_set: {name} must be a uint8 array of shape (n, h, w, c); got dtype {arr.dtype} and shape {arr.shape}."
+        )
     if arr.shape[0] < 2:
         raise InvalidParameterError(f"evaluate_set: {name} must hold at least 2 images; got {arr.shape[0]}.")
     return arr
@@ -156,7 +158,9 @@ def evaluate_set(
     real = _check_images(real_images, "real_images")
     fake = _check_images(fake_images, "fake_images")
     if real.shape[1:] != fake.shape[1:]:
-        raise InvalidParameterError(f"evaluate_set: real and fake images must have the same shape; got {real.shape[1:]} and {fake.shape[1:]}.")
+        raise InvalidParameterError(
+            f"evaluate_set: real and fake images must have the same shape; got {real.shape[1:]} and {fake.shape[1:]}."
+        )
     if pixel_pca is False and backend is None:
         raise InvalidParameterError("evaluate_set: with pixel_pca=False a backend is required; there is no feature space left.")
     space = manifold_space if manifold_space is not None else ("latent" if backend is not None else "pixel-pca")

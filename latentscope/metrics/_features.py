@@ -23,7 +23,10 @@ def iter_image_batches(images: Any, *, owner: str, batch_size: int = _ROWS_PER_B
     of uint8 arrays or :class:`~latentscope.data.ImageBatch` objects.
     """
     if isinstance(images, np.ndarray):
-        batches: Any = (images[lo : lo + batch_size] for lo in range(0, images.shape[0], batch_size)) if images.ndim == 4 else [images]
+        if images.ndim == 4:
+            batches: Any = (images[lo : lo + batch_size] for lo in range(0, images.shape[0], batch_size))
+        else:
+            batches = [images]
     elif hasattr(images, "iter_batches"):
         batches = (b.images for b in images.iter_batches(batch_size))
     else:
@@ -56,8 +59,12 @@ class PixelPCAFeatures:
     max_images : int, default=5000
         Images used for fitting: the first ``max_images`` of the input. The fit holds
         them as float32 (5000 CelebA images at 96x96x3: 0.55 GB).
+    svd_solver : {"auto", "full", "randomized"}, default="auto"
+        "full": exact SVD of the (centred) fitting images; "randomized": Halko et al.'s
+        randomized SVD (scikit-learn), much faster for many large images; "auto" is
+        "full" when ``min(n_images, n_pixels) <= 2000``, else "randomized".
     rng : None, int, SeedSequence or Generator
-        Seeds the randomized SVD used for large inputs.
+        Seeds the randomized SVD.
 
     Attributes
     ----------
@@ -68,8 +75,7 @@ class PixelPCAFeatures:
     image_shape_ : tuple of int
     n_images_seen_ : int
     exact_ : bool
-        True when a full SVD was used, False for the randomized SVD (taken when
-        ``min(n_images, n_pixels) > 2000``).
+        True when the full SVD was used.
 
     Examples
     --------
@@ -82,9 +88,11 @@ class PixelPCAFeatures:
 
     _EXACT_MAX = 2000
 
-    def __init__(self, n_components: int = 64, *, max_images: int = 5000, rng: SeedLike = None) -> None:
+    def __init__(self, n_components: int = 64, *, max_images: int = 5000, svd_solver: str = "auto",
+                 rng: SeedLike = None) -> None:
         self.n_components = n_components
         self.max_images = max_images
+        self.svd_solver = svd_solver
         self.rng = rng
 
     def __repr__(self) -> str:
@@ -95,6 +103,8 @@ class PixelPCAFeatures:
         owner = "PixelPCAFeatures"
         check_positive(self.n_components, "n_components", owner=owner, integer=True)
         check_positive(self.max_images, "max_images", owner=owner, integer=True)
+        if self.svd_solver not in ("auto", "full", "randomized"):
+            raise InvalidParameterError(f"{owner}: svd_solver must be 'auto', 'full' or 'randomized'; got {self.svd_solver!r}.")
         rows, shape, n = [], None, 0
         for batch in iter_image_batches(images, owner=owner):
             if shape is None:
@@ -122,7 +132,7 @@ class PixelPCAFeatures:
         del rows
         mean = X.mean(axis=0, dtype=np.float64)
         X -= mean.astype(np.float32)
-        exact = min(n, n_pix) <= self._EXACT_MAX
+        exact = self.svd_solver == "full" or (self.svd_solver == "auto" and min(n, n_pix) <= self._EXACT_MAX)
         if exact:
             _, s, vt = np.linalg.svd(X.astype(np.float64), full_matrices=False)
             s, vt = s[:k], vt[:k]
@@ -176,7 +186,8 @@ class PixelPCAFeatures:
 
         check_is_fitted(self, "components_")
         save_fitted(
-            path, "PixelPCAFeatures", {"n_components": self.n_components, "max_images": self.max_images},
+            path, "PixelPCAFeatures",
+            {"n_components": self.n_components, "max_images": self.max_images, "svd_solver": self.svd_solver},
             {"image_shape": list(self.image_shape_), "n_images_seen": self.n_images_seen_, "exact": self.exact_},
             {"mean": self.mean_, "components": self.components_, "explained_variance": self.explained_variance_},
         )

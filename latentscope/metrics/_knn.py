@@ -1,13 +1,15 @@
-"""Nearest-neighbour distances and kNN-ball membership, computed blockwise.
+"""Nearest-neighbour radii and kNN-ball membership counts for the manifold metrics.
 
 Two engines:
 
 ``"exact"``
-    numpy/BLAS in float64. Squared distances of a block of queries against a block of
-    reference rows come from ``|q|^2 + |r|^2 - 2 q.r`` after both are centred on the
-    queries' mean (which keeps the cancellation error small). Only one
-    ``(query block, reference block)`` distance matrix exists at a time, so memory is
-    bounded by ``max_bytes`` whatever the set sizes; the cost is O(n_query * n_ref * dim).
+    float64. Neighbour searches go through :func:`latentscope.neighbors.nearest_distances`
+    (blockwise BLAS; a store is streamed). Ball counting (:func:`ball_counts`, which
+    that module does not do) goes through the queries in blocks of rows, each against
+    all centres, with squared distances ``|q|^2 + |c|^2 - 2 q.c`` after centring both
+    sets on the centres' mean (which keeps the cancellation error small). Only one
+    ``(query block, n_centre)`` matrix exists at a time, bounded by ``max_bytes``; the
+    cost is O(n_query * n_centre * dim).
 ``"faiss"``
     ``faiss.IndexFlatL2`` (optional dependency, the ``knn`` extra): exhaustive search,
     multi-threaded, in float32. Ball memberships are found from the centres' side:
@@ -26,7 +28,7 @@ installed, and ``"faiss"`` beyond that.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -84,26 +86,6 @@ def _partial_sqdist(q_m2: np.ndarray, r: np.ndarray, rn: np.ndarray) -> np.ndarr
     return d
 
 
-def _iter_reference(reference: Any, ref_block: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(first row, float block) pairs of an array or a ZStore."""
-    from ..store import ZStore
-
-    if isinstance(reference, ZStore):
-        for block in reference.iter_blocks(max_bytes=max(1, ref_block) * reference.z_dim * 4):
-            z = block.z
-            for lo in range(0, z.shape[0], ref_block):
-                yield block.start + lo, z[lo : lo + ref_block]
-        return
-    for lo in range(0, reference.shape[0], ref_block):
-        yield lo, reference[lo : lo + ref_block]
-
-
-def _n_rows(reference: Any) -> int:
-    from ..store import ZStore
-
-    return reference.n_rows if isinstance(reference, ZStore) else reference.shape[0]
-
-
 def _reference_array(reference: Any) -> np.ndarray:
     from ..store import ZStore
 
@@ -118,16 +100,17 @@ def knn_sqdist(
     query_rows: np.ndarray | None = None,
     method: str = "exact",
     max_bytes: int = DEFAULT_MAX_BYTES,
-    query_block: int | None = None,
-    ref_block: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` smallest squared distances from each query to the reference rows.
+
+    The exact engine is :func:`latentscope.neighbors.nearest_distances` (blockwise
+    float64 BLAS, a store streamed block by block, the winners recomputed from the
+    differences); the faiss engine searches an ``IndexFlatL2`` in float32.
 
     Parameters
     ----------
     queries : ndarray of shape (n_query, dim)
     reference : ndarray of shape (n_ref, dim) or ZStore
-        Streamed block by block (a store is never read whole by the exact engine).
     k : int
         Number of neighbours, at most the number of eligible reference rows.
     query_rows : ndarray of int, shape (n_query,), optional
@@ -136,10 +119,7 @@ def knn_sqdist(
         the same set.
     method : {"exact", "faiss"}
     max_bytes : int
-        Memory budget of one block of squared distances (exact engine).
-    query_block, ref_block : int, optional
-        Block sizes in rows (exact engine); derived from ``max_bytes`` when omitted.
-        The result does not depend on them beyond floating-point rounding.
+        Memory budget of one block (exact engine).
 
     Returns
     -------
@@ -148,46 +128,12 @@ def knn_sqdist(
     index : ndarray of shape (n_query, k), int64
         Reference rows of those neighbours (ties in any order).
     """
-    nq = queries.shape[0]
-    n_ref = _n_rows(reference)
     if method == "faiss":
         return _faiss_knn(queries, _reference_array(reference), k, query_rows)
-    ref_block = int(ref_block) if ref_block else max(1, min(n_ref, 4096))
-    query_block = int(query_block) if query_block else _rows_per_block(min(ref_block, n_ref) + k, max_bytes)
-    q = np.asarray(queries, dtype=np.float64)
-    centre = q.mean(axis=0) if nq else np.zeros(q.shape[1])
-    q = q - centre
-    qn = np.einsum("ij,ij->i", q, q)
-    q_m2 = -2.0 * q
-    best_d = np.full((nq, k), np.inf)  # squared distances less |q|^2 until the end
-    best_i = np.full((nq, k), -1, dtype=np.int64)
-    if query_rows is not None:
-        query_rows = np.asarray(query_rows, dtype=np.int64)
-    for r_lo, r_raw in _iter_reference(reference, ref_block):
-        r = np.asarray(r_raw, dtype=np.float64) - centre
-        rn = np.einsum("ij,ij->i", r, r)
-        ridx = np.arange(r_lo, r_lo + r.shape[0], dtype=np.int64)
-        for q_lo in range(0, nq, query_block):
-            q_hi = min(nq, q_lo + query_block)
-            d = _partial_sqdist(q_m2[q_lo:q_hi], r, rn)
-            if query_rows is not None:
-                local = query_rows[q_lo:q_hi] - r_lo
-                hit = (local >= 0) & (local < r.shape[0])
-                d[np.flatnonzero(hit), local[hit]] = np.inf
-            if d.shape[1] > k:  # the block's own k best first, then merge with the running best
-                part = np.argpartition(d, k - 1, axis=1)[:, :k]
-                blk_d, blk_i = np.take_along_axis(d, part, axis=1), ridx[part]
-            else:
-                blk_d, blk_i = d, np.broadcast_to(ridx, d.shape)
-            cand_d = np.concatenate([best_d[q_lo:q_hi], blk_d], axis=1)
-            cand_i = np.concatenate([best_i[q_lo:q_hi], blk_i], axis=1)
-            part = np.argpartition(cand_d, k - 1, axis=1)[:, :k]
-            best_d[q_lo:q_hi] = np.take_along_axis(cand_d, part, axis=1)
-            best_i[q_lo:q_hi] = np.take_along_axis(cand_i, part, axis=1)
-    best_d += qn[:, None]
-    np.maximum(best_d, 0.0, out=best_d)
-    order = np.argsort(best_d, axis=1, kind="stable")
-    return np.take_along_axis(best_d, order, axis=1), np.take_along_axis(best_i, order, axis=1)
+    from ..neighbors import nearest_distances
+
+    dist, idx = nearest_distances(queries, reference, k, exclude=query_rows, return_indices=True, max_bytes=max_bytes)
+    return dist * dist, idx
 
 
 def _faiss_index(reference: np.ndarray):
@@ -198,7 +144,9 @@ def _faiss_index(reference: np.ndarray):
     return index
 
 
-def _faiss_knn(queries: np.ndarray, reference: np.ndarray, k: int, query_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _faiss_knn(
+    queries: np.ndarray, reference: np.ndarray, k: int, query_rows: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     centre = np.asarray(queries, dtype=np.float64).mean(axis=0)
     index = _faiss_index(np.asarray(reference, dtype=np.float64) - centre)
     q = np.ascontiguousarray(np.asarray(queries, dtype=np.float64) - centre, dtype=np.float32)
@@ -218,15 +166,13 @@ def _faiss_knn(queries: np.ndarray, reference: np.ndarray, k: int, query_rows: n
 
 def kth_neighbour_sqdist(
     X: np.ndarray, ks: Sequence[int], *, method: str = "exact", max_bytes: int = DEFAULT_MAX_BYTES,
-    query_block: int | None = None, ref_block: int | None = None,
 ) -> list[np.ndarray]:
     """Squared distance from each row of ``X`` to its k-th nearest *other* row, for each k.
 
     One pass serves every ``k`` in ``ks`` (the neighbours up to ``max(ks)`` are kept).
     """
     kmax = max(ks)
-    d2, _ = knn_sqdist(X, X, kmax, query_rows=np.arange(X.shape[0]), method=method,
-                       max_bytes=max_bytes, query_block=query_block, ref_block=ref_block)
+    d2, _ = knn_sqdist(X, X, kmax, query_rows=np.arange(X.shape[0]), method=method, max_bytes=max_bytes)
     return [d2[:, k - 1].copy() for k in ks]
 
 

@@ -148,7 +148,9 @@ def manifold_metrics(
     return pr, dc
 
 
-def precision_recall(real: Any, fake: Any, *, k: int = 3, knn: str = "auto", max_bytes: int = DEFAULT_MAX_BYTES) -> PrecisionRecall:
+def precision_recall(
+    real: Any, fake: Any, *, k: int = 3, knn: str = "auto", max_bytes: int = DEFAULT_MAX_BYTES
+) -> PrecisionRecall:
     """Improved precision and recall of a generated set against a real set.
 
     Each set's manifold is the union of balls around its points with radius the
@@ -192,7 +194,9 @@ def precision_recall(real: Any, fake: Any, *, k: int = 3, knn: str = "auto", max
     return pr
 
 
-def density_coverage(real: Any, fake: Any, *, k: int = 5, knn: str = "auto", max_bytes: int = DEFAULT_MAX_BYTES) -> DensityCoverage:
+def density_coverage(
+    real: Any, fake: Any, *, k: int = 5, knn: str = "auto", max_bytes: int = DEFAULT_MAX_BYTES
+) -> DensityCoverage:
     """Density and coverage of a generated set against a real set (Naeem et al., ICML 2020).
 
     Only real points carry balls (radius: distance to the k-th nearest other real

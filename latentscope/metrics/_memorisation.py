@@ -137,8 +137,10 @@ def memorisation(
     if n_train < 2:
         raise InvalidParameterError(f"{owner}: train must have at least 2 rows; got {n_train}.")
     if gen_rows.shape[1] != dim:
-        raise InvalidParameterError(f"{owner}: train and generated must have the same dimension; got {dim} and {gen_rows.shape[1]}.")
-    qs = tuple(check_fraction(q, "quantiles", owner=owner) for q in np.atleast_1d(quantiles))
+        raise InvalidParameterError(
+            f"{owner}: train and generated must have the same dimension; got {dim} and {gen_rows.shape[1]}."
+        )
+    qs = tuple(check_fraction(q, "quantiles", owner=owner) for q in np.atleast_1d(np.asarray(quantiles, dtype=object)).tolist())
     if not qs:
         raise InvalidParameterError(f"{owner}: quantiles must hold at least one value in (0, 1); got none.")
     if n_train_queries is not None:

@@ -67,6 +67,7 @@ class Sampler:
     description: ClassVar[str] = ""
     _array_attrs: ClassVar[tuple[str, ...]] = ()
     _scalar_attrs: ClassVar[tuple[str, ...]] = ()
+    _pca_hint: Any = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -104,7 +105,7 @@ class Sampler:
         return True
 
     # -- fitting and sampling -----------------------------------------------------------
-    def fit(self, source: Any = None, *, rng: Any = None) -> "Sampler":
+    def fit(self, source: Any = None, *, rng: Any = None, pca: Any = None) -> "Sampler":
         """Fit the sampler's data-dependent state; returns self.
 
         Parameters
@@ -113,8 +114,16 @@ class Sampler:
             The data. ``None`` is allowed only for samplers that need no data.
         rng : None, int, SeedSequence or Generator
             Randomness used while fitting (subsampling, mixture initialisation).
+        pca : PCAFrame, optional
+            A fitted covariance frame of the same data, reused by the samplers that
+            work in the PCA frame (pca-box, pca-gauss, ellipse, mvn, path): it saves
+            a pass and gives every tool the same principal axes (axes of nearly
+            equal variance are otherwise not unique). Ignored by the others.
         """
         src, opened = _open_source(source)
+        if pca is not None and (getattr(pca, "components_", None) is None or getattr(pca, "correlation", False)):
+            raise InvalidParameterError(f"{type(self).__name__}.fit: pca must be a fitted covariance PCAFrame (correlation=False).")
+        self._pca_hint = pca
         try:
             if src is None and self.needs_data:
                 raise InvalidParameterError(
@@ -122,6 +131,7 @@ class Sampler:
                 )
             self._fit(src, check_rng(rng))
         finally:
+            self._pca_hint = None
             if opened:
                 src.close()
         return self

@@ -58,10 +58,15 @@ def moments_of(source: Any, owner: str) -> MomentsResult:
     return res
 
 
-def pca_of(source: Any, owner: str) -> Any:
-    """A fitted PCAFrame: given, taken from a BoundingBoxes result, or fitted on the data."""
+def pca_of(source: Any, owner: str, hint: Any = None) -> Any:
+    """A fitted PCAFrame: ``hint``, the source itself, a BoundingBoxes' frame, or fitted on the data."""
     from ..analysis import PCAFrame
 
+    if hint is not None:
+        dim = source_z_dim(source, owner)
+        if hint.mean_.shape[0] != dim:
+            raise InvalidParameterError(f"{owner}.fit: pca has z_dim {hint.mean_.shape[0]}; the source has {dim}.")
+        return hint
     if isinstance(source, PCAFrame):
         if getattr(source, "components_", None) is None:
             raise InvalidParameterError(f"{owner}.fit: the PCAFrame passed as source is not fitted.")
@@ -131,14 +136,17 @@ def check_center(center: Any, z_dim: int | None, owner: str) -> np.ndarray | str
     return c
 
 
-def pca_box_of(source: Any, quantiles: tuple[float, float] | None, owner: str) -> tuple[Any, Any]:
+def pca_box_of(source: Any, quantiles: tuple[float, float] | None, owner: str, hint: Any = None) -> tuple[Any, Any]:
     """(PCAFrame, OrientedBox): the PCA-aligned bounding box of the data.
 
     A fitted ``BoundingBoxes`` passed as the source is used as it is (its own
-    quantiles apply); otherwise one is fitted on the data with ``quantiles``.
+    quantiles apply); otherwise one is fitted on the data with ``quantiles`` (in
+    the frame ``hint`` when given).
     """
     box = getattr(source, "pca_box_", None)
     if box is not None:
         return source.pca_, box
-    bb = bounding_boxes_of(source, quantiles, owner)
+    if hint is not None:
+        pca_of(source, owner, hint)  # checks z_dim
+    bb = bounding_boxes_of(source, quantiles, owner, pca=hint)
     return bb.pca_, bb.pca_box_

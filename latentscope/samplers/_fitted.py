@@ -143,6 +143,8 @@ class MVNSampler(Sampler):
         Eigenvectors of the covariance as rows, by decreasing eigenvalue.
     variances_ : ndarray of shape (z_dim,)
         Eigenvalues (clipped at 0).
+    pca_ : PCAFrame
+        With ``covariance="full"``: the frame used by ``fit`` (not saved).
     """
 
     name = "mvn"
@@ -162,7 +164,8 @@ class MVNSampler(Sampler):
         owner = "MVNSampler"
         check_positive(self.scale, "scale", owner=owner)
         if self.covariance == "full":
-            pca = pca_of(source, owner)
+            pca = pca_of(source, owner, self._pca_hint)
+            self.pca_ = pca
             mean, cov = pca.mean_, pca.covariance_
         elif self.covariance == "core":
             mean, cov = _core_covariance(source, owner)

@@ -140,7 +140,7 @@ class PathSampler(Sampler):
             if isinstance(a, bool) or not isinstance(a, (int, np.integer)):
                 raise InvalidParameterError(f"{owner}: axis must be an integer; got {a!r}.")
             self._check_axes((int(a),), dim, "axis", "z_dim")
-            pca = pca_of(source, owner)
+            pca = pca_of(source, owner, self._pca_hint)
             self.mean_ = np.array(pca.mean_)
             step = extent * np.sqrt(max(pca.explained_variance_[a], 0.0)) * pca.components_[a]
             self.start_, self.end_ = self.mean_ - step, self.mean_ + step
@@ -160,7 +160,7 @@ class PathSampler(Sampler):
         else:  # pc-grid
             i, j = _pair(self.plane, "plane", owner)
             self._check_axes((i, j), dim, "plane", "z_dim")
-            pca = pca_of(source, owner)
+            pca = pca_of(source, owner, self._pca_hint)
             self.mean_ = np.array(pca.mean_)
             sd = np.sqrt(np.clip(pca.explained_variance_[[i, j]], 0.0, None))
             self.grid_axes_ = extent * sd[:, None] * pca.components_[[i, j]]
@@ -174,14 +174,13 @@ class PathSampler(Sampler):
         if len(set(idx)) != len(idx):
             raise InvalidParameterError(f"PathSampler: {name} must name two different indices; got {idx}.")
 
-    @staticmethod
-    def _plane_ends(source: Any, i: int, j: int, extent: float, owner: str) -> tuple[np.ndarray, tuple]:
+    def _plane_ends(self, source: Any, i: int, j: int, extent: float, owner: str) -> tuple[np.ndarray, tuple]:
         if is_data(source):
             mean = moments_of(source, owner).mean.copy()
             (cov,) = run_reducers(source, [Covariance()], transform=lambda b: np.asarray(b, np.float64)[:, [i, j]])
             c2 = cov.result().cov(ddof=1)
         else:
-            pca = pca_of(source, owner)
+            pca = pca_of(source, owner, self._pca_hint)
             mean = np.array(pca.mean_)
             c2 = pca.covariance_[np.ix_([i, j], [i, j])]
         evals, evecs = np.linalg.eigh(c2)

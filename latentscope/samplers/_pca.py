@@ -54,6 +54,7 @@ class _PCAFrameSampler(Sampler):
     _scalar_attrs = ("n_components_",)
 
     def _set_frame(self, pca: Any, owner: str) -> None:
+        self.pca_ = pca
         self.mean_ = np.array(pca.mean_, dtype=np.float64)
         self.components_ = np.array(pca.components_, dtype=np.float64)
         self.variances_ = np.clip(np.array(pca.explained_variance_, dtype=np.float64), 0.0, None)
@@ -79,7 +80,7 @@ class _BoxFrameSampler(_PCAFrameSampler):
         check_positive(self.shrink, "shrink", owner=owner)
         if self.n_components is not None:
             _check_k(self.n_components, 10**9, owner)
-        pca, box = pca_box_of(source, q, owner)
+        pca, box = pca_box_of(source, q, owner, self._pca_hint)
         self._set_frame(pca, owner)
         if not np.allclose(box.axes, self.components_, atol=1e-8):
             raise InvalidParameterError(f"{owner}.fit: the PCA box's axes differ from its PCA frame.")
@@ -123,6 +124,8 @@ class PCABoxSampler(_BoxFrameSampler):
         Eigenvalues of the covariance.
     lo_, hi_ : ndarray of shape (z_dim,)
         Box bounds in frame coordinates (after ``shrink``).
+    pca_ : PCAFrame
+        The frame used by ``fit`` (not saved; absent after :func:`load_sampler`).
     """
 
     name = "pca-box"
@@ -240,6 +243,8 @@ class EllipseSampler(_PCAFrameSampler):
         The PCA frame of the data.
     groups_ : list of tuple
         The constrained groups: the pairs plus the single unpaired varying axes.
+    pca_ : PCAFrame
+        The frame used by ``fit`` (not saved; absent after :func:`load_sampler`).
     """
 
     name = "ellipse"
@@ -294,7 +299,7 @@ class EllipseSampler(_PCAFrameSampler):
         owner = "EllipseSampler"
         check_fraction(self.level, "level", owner=owner)
         check_fraction(self.min_acceptance, "min_acceptance", owner=owner)
-        self._set_frame(pca_of(source, owner), owner)
+        self._set_frame(pca_of(source, owner, self._pca_hint), owner)
         self.groups_ = self._groups(self.n_components_, owner)
 
     def _restore(self) -> None:

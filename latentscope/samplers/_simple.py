@@ -63,7 +63,8 @@ class _CenteredSampler(Sampler):
         if isinstance(center, np.ndarray) and center.shape[0] != dim:
             raise InvalidParameterError(f"{owner}: center must have {dim} entries (z_dim); got {center.shape[0]}.")
         if isinstance(center, str):
-            c = moments_of(source, owner).mean.copy()
+            given = getattr(source, "mean_", None)
+            c = np.array(given, dtype=np.float64) if given is not None else moments_of(source, owner).mean.copy()
         else:
             c = np.zeros(dim) if center is None else center.copy()
         stats = None

@@ -1,9 +1,21 @@
 """HDF5 z-point stores: float32 z-points with ids, per-point columns and provenance.
 
-See ``docs/store-format.md`` for the on-disk layout.
+A store is one HDF5 file written by one writer at a time (in SWMR mode, so that
+readers in other processes can follow it) and safe against a writer being killed:
+see ``docs/store-format.md`` for the layout and the guarantees.
+
+Examples
+--------
+>>> from latentscope.store import create_store, open_store  # doctest: +SKIP
+>>> with create_store("z.h5", z_dim=256, backend="keras_ae") as store:  # doctest: +SKIP
+...     store.append(z_batch, ids=image_ids)
+>>> with open_store("z.h5") as store:  # doctest: +SKIP
+...     for block in store.iter_blocks(max_bytes=64 << 20):
+...         ...
 """
 
 from ._format import FORMAT_VERSION
 from ._store import Block, ZStore, create_store, open_store
+from ._transfer import export_npz, import_array
 
-__all__ = ["ZStore", "Block", "create_store", "open_store", "FORMAT_VERSION"]
+__all__ = ["ZStore", "Block", "create_store", "open_store", "import_array", "export_npz", "FORMAT_VERSION"]

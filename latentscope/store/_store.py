@@ -67,7 +67,10 @@ def _one_line(exc: BaseException) -> str:
 def _encode_strings(values: np.ndarray) -> np.ndarray:
     """str-like values -> UTF-8 bytes (numpy ``S``, at least 1 byte wide)."""
     if values.dtype.kind != "S":
-        if values.dtype.kind != "U":
+        if values.dtype.kind == "O":  # e.g. h5py variable-length strings: bytes or str objects
+            flat = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values.ravel()]
+            values = np.array(flat, dtype=str).reshape(values.shape)
+        elif values.dtype.kind != "U":
             values = values.astype(str)
         try:
             values = values.astype("S")

@@ -233,12 +233,10 @@ class KerasAEBackend:
         """SHA-256 (first 16 hex digits) of the configuration and every weight of the
         encoder and decoder (BatchNorm statistics included), in layer order."""
         if self._fingerprint is None:
-            import keras
-
             h = hashlib.sha256(self.config.to_json().encode())
             for model in (self.encoder, self.decoder):
                 for v in model.weights:
-                    a = np.ascontiguousarray(keras.ops.convert_to_numpy(v), dtype="<f4")
+                    a = np.ascontiguousarray(v.numpy(), dtype="<f4")
                     h.update(repr(a.shape).encode())
                     h.update(a.tobytes())
             self._fingerprint = h.hexdigest()[:16]

@@ -194,6 +194,9 @@ class EpochPlan:
     batches are the same in an interrupted and an uninterrupted run. When the data do
     not fit in memory, whole blocks of rows are shuffled, then rows inside segments
     of ``segment_rows`` (read as a few contiguous runs), then cut into batches.
+    With ``drop_last`` (and at least one full batch) the final incomplete batch is
+    left out (different rows each epoch), so every step has the same shape and the
+    backend compiles one training step.
     """
 
     batches: tuple[np.ndarray, ...]
@@ -202,7 +205,15 @@ class EpochPlan:
 
     @classmethod
     def make(cls, n_rows: int, batch_size: int, seed: int, epoch: int, *, segment_rows: int | None = None,
-             block_rows: int = 256) -> "EpochPlan":
+             block_rows: int = 256, drop_last: bool = False) -> "EpochPlan":
+        plan = cls._make(n_rows, batch_size, seed, epoch, segment_rows, block_rows)
+        if drop_last and len(plan.batches) > 1 and len(plan.batches[-1]) < batch_size:
+            plan = cls(plan.batches[:-1], plan.segments, plan.batch_segment[:-1])
+        return plan
+
+    @classmethod
+    def _make(cls, n_rows: int, batch_size: int, seed: int, epoch: int, segment_rows: int | None,
+              block_rows: int) -> "EpochPlan":
         rng = np.random.default_rng([int(seed), int(epoch), 0x6B6165])
         if segment_rows is None or segment_rows >= n_rows:
             perm = rng.permutation(n_rows)

@@ -25,7 +25,7 @@ __all__ = ["train", "TRAIN_OPTIONS"]
 _OWNER = "keras-ae"
 TRAIN_OPTIONS = (
     "preset", "epochs", "batch_size", "z_dim", "filters", "image_size", "loss", "learning_rate", "batch_norm",
-    "resume", "overwrite", "seed", "progress", "val_fraction", "cache", "checkpoint_every", "max_steps",
+    "resume", "overwrite", "seed", "progress", "on_epoch", "val_fraction", "cache", "checkpoint_every", "max_steps",
 )
 #: Training sets up to this size are held in memory; larger ones stream from the cache.
 IN_MEMORY_BYTES = 2 << 30
@@ -69,25 +69,29 @@ def _resolve_config(preset: str, overrides: dict[str, Any]) -> AEConfig:
     return cfg.replace(**changes) if changes else cfg
 
 
-def _reporter(progress: Any) -> Callable[[dict], None] | None:
-    if callable(progress):
-        return progress
-    if not progress:
-        return None
+class _Progress:
+    """Where training reports: tqdm bars (``progress=True``), a ``(done, total)``
+    step callback (``progress=callable``, as the CLI passes), one summary line per
+    epoch on stderr (unless ``progress=False``) and an ``on_epoch(record)`` hook."""
 
-    def _print(rec: dict) -> None:
-        val = "" if rec["val_loss"] is None else f"  val_loss {rec['val_loss']:.5f}"
-        print(
-            f"keras-ae epoch {rec['epoch']}/{rec['epochs']}  loss {rec['loss']:.5f}{val}  "
-            f"{rec['images_per_s']:.1f} img/s  {rec['seconds']:.1f} s",
-            file=sys.stderr, flush=True,
-        )
+    def __init__(self, progress: Any, on_epoch: Callable[[dict], None] | None) -> None:
+        self.lines = progress is not False and progress is not None
+        self.bars = progress is True and os.environ.get("LATENTSCOPE_NO_PROGRESS", "") in ("", "0")
+        self.callback = progress if callable(progress) else None
+        self.on_epoch = on_epoch
 
-    return _print
+    def step(self, done: int, total: int) -> None:
+        if self.callback is not None:
+            self.callback(done, total)
 
-
-def _bars_enabled(progress: Any) -> bool:
-    return progress is True and os.environ.get("LATENTSCOPE_NO_PROGRESS", "") in ("", "0")
+    def epoch(self, rec: dict) -> None:
+        if self.lines:
+            val = "" if rec["val_loss"] is None else f"  val_loss {rec['val_loss']:.5f}"
+            msg = (f"keras-ae epoch {rec['epoch']}/{rec['epochs']}  loss {rec['loss']:.5f}{val}  "
+                   f"{rec['images_per_s']:.1f} img/s  {rec['seconds']:.1f} s")
+            print(("\n" if self.callback is not None else "") + msg, file=sys.stderr, flush=True)
+        if self.on_epoch is not None:
+            self.on_epoch(dict(rec))
 
 
 # -------------------------------------------------------------------- data
@@ -196,6 +200,7 @@ def train(
     overwrite: bool = False,
     seed: int | None = None,
     progress: Any = True,
+    on_epoch: Callable[[dict], None] | None = None,
     val_fraction: float | None = None,
     cache: Any = None,
     checkpoint_every: int | None = None,
@@ -275,8 +280,10 @@ def train(
         preset, seed, val_fraction = state["preset"], int(state["seed"]), float(state["val_fraction"])
         cfg = saved.replace(epochs=int(epochs)) if epochs is not None else saved
 
-    report = _reporter(progress)
-    bars = _bars_enabled(progress)
+    if on_epoch is not None and not callable(on_epoch):
+        raise InvalidParameterError(f"{_OWNER}: on_epoch must be callable; got {on_epoch!r}.")
+    report = _Progress(progress, on_epoch)
+    bars = report.bars
     out.mkdir(parents=True, exist_ok=True)
 
     # --- data -----------------------------------------------------------------
@@ -367,14 +374,16 @@ def _fit(cls, cfg, out, images, val, grid_src, n_train, spec, preset, seed, stat
 
     reader = BatchReader(images)
     steps_run = 0
+    plan_len = len(EpochPlan.make(n_train, bs, seed, 0, drop_last=True))
+    total_steps = plan_len * cfg.epochs
     for epoch in range(epoch0, cfg.epochs):
-        plan = EpochPlan.make(n_train, bs, seed, epoch, segment_rows=None if images.in_memory else
+        plan = EpochPlan.make(n_train, bs, seed, epoch, drop_last=True, segment_rows=None if images.in_memory else
                               max(bs, SEGMENT_BYTES // int(np.prod(cfg.image_shape))))
         start = step0 if epoch == epoch0 else 0
         part = partial if epoch == epoch0 else {"loss_sum": 0.0, "seen": 0, "seconds": 0.0}
         done_rows = sum(len(b) for b in plan.batches[:start])
         t0 = time.perf_counter()
-        with tqdm(total=n_train, initial=done_rows, desc=f"keras-ae epoch {epoch + 1}/{cfg.epochs}", unit="img",
+        with tqdm(total=sum(len(b) for b in plan.batches), initial=done_rows, desc=f"keras-ae epoch {epoch + 1}/{cfg.epochs}", unit="img",
                   file=sys.stderr, disable=not bars, leave=False, dynamic_ncols=True) as bar:
             for i, x in enumerate(reader.iterate(plan, start=start, key=epoch), start=start):
                 loss = _float_loss(ae.train_on_batch(x, x))
@@ -388,6 +397,7 @@ def _fit(cls, cfg, out, images, val, grid_src, n_train, spec, preset, seed, stat
                 bar.update(len(x))
                 bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
                 steps_run += 1
+                report.step(epoch * plan_len + i + 1, total_steps)
                 if max_steps is not None and steps_run >= max_steps and i + 1 < len(plan):
                     part["seconds"] += time.perf_counter() - t0
                     checkpoint(epoch, i + 1, part)
@@ -408,8 +418,7 @@ def _fit(cls, cfg, out, images, val, grid_src, n_train, spec, preset, seed, stat
         checkpoint(epoch + 1, 0, {"loss_sum": 0.0, "seen": 0, "seconds": 0.0})
         publish(epoch + 1)
         save_grid(out / RECON_DIR / f"epoch_{epoch + 1:03d}.png", grid_src, model.reconstruct(grid_src))
-        if report is not None:
-            report(dict(rec))
+        report.epoch(rec)
         if max_steps is not None and steps_run >= max_steps:
             break
     return model

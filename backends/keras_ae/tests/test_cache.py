@@ -66,12 +66,15 @@ def test_build_cache_refuses_a_named_cache_of_other_data(tmp_path):
 
 @settings(max_examples=40, deadline=None)
 @given(n=st.integers(1, 300), bs=st.integers(1, 40), seg=st.one_of(st.none(), st.integers(1, 120)),
-       epoch=st.integers(0, 3))
-def test_epoch_plan_visits_every_row_once(n, bs, seg, epoch):
-    plan = EpochPlan.make(n, bs, seed=1, epoch=epoch, segment_rows=seg, block_rows=16)
+       epoch=st.integers(0, 3), drop_last=st.booleans())
+def test_epoch_plan_visits_every_row_once(n, bs, seg, epoch, drop_last):
+    plan = EpochPlan.make(n, bs, seed=1, epoch=epoch, segment_rows=seg, block_rows=16, drop_last=drop_last)
     rows = np.concatenate(plan.batches)
-    assert np.array_equal(np.sort(rows), np.arange(n))
-    assert all(len(b) <= bs for b in plan.batches)
+    assert np.unique(rows).size == rows.size and set(rows) <= set(range(n))
+    if drop_last and n >= bs:
+        assert all(len(b) == bs for b in plan.batches) and n - rows.size < bs
+    else:
+        assert rows.size == n and all(len(b) <= bs for b in plan.batches)
     for b, s in zip(plan.batches, plan.batch_segment):
         assert np.isin(b, plan.segments[s]).all()
     again = EpochPlan.make(n, bs, seed=1, epoch=epoch, segment_rows=seg, block_rows=16)

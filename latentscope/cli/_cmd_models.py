@@ -1,0 +1,213 @@
+"""``latentscope backends``, ``latentscope train`` and ``latentscope encode``.
+
+The commands are generic over backends: ``train`` passes the options the user gave to
+``Backend.train`` (after checking that the backend's signature takes them), and
+``encode`` runs any backend through :func:`latentscope.backends.encode_to_store`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import warnings
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ._common import BatchSize, NoProgress, Overwrite, progress_bar, progress_callback, progress_disabled
+
+__all__ = ["register"]
+
+#: CLI option -> keyword of Backend.train, in help order.
+_TRAIN_OPTIONS = {
+    "--epochs": "epochs",
+    "--batch-size": "batch_size",
+    "--z-dim": "z_dim",
+    "--preset": "preset",
+    "--filters": "filters",
+    "--image-size": "image_size",
+    "--resume": "resume",
+    "--seed": "seed",
+    "--overwrite": "overwrite",
+}
+
+
+def _parse_filters(text: str) -> tuple:
+    """``"64,64,128,128"`` -> (64, 64, 128, 128); ``"a,b:c,d"`` -> ((a, b), (c, d)) (encoder, decoder)."""
+    from ..exceptions import InvalidParameterError
+
+    groups = []
+    for group in text.split(":"):
+        try:
+            values = tuple(int(p) for p in group.replace(" ", ",").split(",") if p)
+        except ValueError:
+            values = ()
+        if not values or min(values) < 1:
+            groups = []
+            break
+        groups.append(values)
+    if not groups or len(groups) > 2:
+        raise InvalidParameterError(f"--filters must be positive integers separated by commas, optionally "
+                                    f"'ENCODER:DECODER' (e.g. 64,64,128,128:128,128,64,64); got {text!r}.")
+    return groups[0] if len(groups) == 1 else tuple(groups)
+
+
+def _accepted_options(train: Any) -> tuple[set[str], bool]:
+    """Keyword names ``train`` accepts, and whether it takes ``**options``."""
+    params = inspect.signature(train).parameters.values()
+    names = {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    return names, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _load_backend_class(name: str | None, model_dir: Path | None = None) -> Any:
+    from ..backends import get_backend
+    from ..exceptions import BackendNotFoundError
+
+    if name is None and model_dir is not None:
+        cfg = model_dir / "config.json"
+        try:
+            name = json.loads(cfg.read_text(encoding="utf-8")).get("backend")
+        except (OSError, ValueError, AttributeError):
+            name = None
+    if not name:
+        raise BackendNotFoundError("name the backend with --backend (see: latentscope backends).")
+    return get_backend(name)
+
+
+def backends_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object instead of a table.")] = False,
+) -> None:
+    """List the installed model backends with their descriptions."""
+    from ..backends import get_backend, list_backends
+    from ..exceptions import BackendError
+
+    rows: list[tuple[str, str, str]] = []
+    for name, target in list_backends().items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cls = get_backend(name)
+            rows.append((name, "ok", str(getattr(cls, "description", "")).strip().splitlines()[0] if getattr(cls, "description", "") else ""))
+        except BackendError as exc:
+            typer.echo(f"warning: {exc}", err=True)
+            rows.append((name, "broken", f"failed to load ({target})"))
+    if as_json:
+        typer.echo(json.dumps({name: {"status": status, "description": desc} for name, status, desc in rows}, indent=2))
+        return
+    if not rows:
+        typer.echo("no backends installed (the core provides 'linear'; is latentscope installed?)")
+        return
+    width = max(len(r[0]) for r in rows)
+    for name, status, desc in rows:
+        typer.echo(f"{name:<{width}}  {desc}" if status == "ok" else f"{name:<{width}}  [broken] {desc}")
+
+
+def train_cmd(
+    backend: Annotated[str, typer.Option("--backend", help="Backend name (see: latentscope backends).")],
+    data: Annotated[str, typer.Option("--data", help="Training images: celeba:PATH, folder:PATH or synthetic:N.")],
+    out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Training epochs.")] = None,
+    batch_size: BatchSize = None,
+    z_dim: Annotated[Optional[int], typer.Option("--z-dim", min=1, help="Latent dimension.")] = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", help="A backend preset (architecture/size bundle).")] = None,
+    filters: Annotated[Optional[str], typer.Option("--filters", help="Filter counts, e.g. 64,64,128,128 (encoder) or ENC:DEC.")] = None,
+    image_size: Annotated[Optional[str], typer.Option("--image-size", help="Image size: N or HxW (default 96x96).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted training in --out.")] = False,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the random generator.")] = None,
+    split: Annotated[Optional[str], typer.Option("--split", help="CelebA partition: train, val or test.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable image instead of skipping it.")] = False,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Train a model with a backend and save it to a directory.
+
+    Options you give are passed to the backend's train(); a backend that does not take
+    one of them is a one-line error. For the built-in 'linear' backend (a PCA of
+    pixels) training fits the PCA; it takes --z-dim, --batch-size, --image-size and
+    --seed.
+    """
+    from ..data import check_image_size, open_source
+    from ..exceptions import BackendError
+
+    cls = _load_backend_class(backend)
+    given: dict[str, Any] = {}
+    if epochs is not None:
+        given["--epochs"] = epochs
+    if batch_size is not None:
+        given["--batch-size"] = batch_size
+    if z_dim is not None:
+        given["--z-dim"] = z_dim
+    if preset is not None:
+        given["--preset"] = preset
+    if filters is not None:
+        given["--filters"] = _parse_filters(filters)
+    size = None
+    if image_size is not None:
+        size = check_image_size(image_size, owner="--image-size")
+        given["--image-size"] = size
+    if resume:
+        given["--resume"] = True
+    if seed is not None:
+        given["--seed"] = seed
+    if overwrite:
+        given["--overwrite"] = True
+    names, var_kw = _accepted_options(cls.train)
+    unsupported = [opt for opt in given if not var_kw and _TRAIN_OPTIONS[opt] not in names]
+    if unsupported:
+        supported = [opt for opt, kw in _TRAIN_OPTIONS.items() if kw in names]
+        raise BackendError(f"backend {backend!r} does not support {', '.join(unsupported)} "
+                           f"(it takes: {', '.join(supported) or 'no options'}).")
+    options = {_TRAIN_OPTIONS[opt]: value for opt, value in given.items()}
+    source = open_source(data, image_size=size or (96, 96), strict=strict, split=split)
+    if var_kw or "progress" in names:
+        # the backend draws its own progress on stderr; the CLI only switches it on or off
+        options["progress"] = not progress_disabled(no_progress)
+    model = cls.train(source, out, **options)
+    h, w = tuple(model.image_shape)[:2]
+    typer.echo(f"saved {backend} model to {out} (z_dim {model.z_dim}, images {h}x{w}, fingerprint {model.fingerprint()})")
+    if source.skipped:
+        typer.echo(f"warning: skipped {len(source.skipped)} unreadable images (first: {next(iter(source.skipped))})", err=True)
+
+
+def encode_cmd(
+    model: Annotated[Path, typer.Option("--model", help="Model directory written by 'latentscope train'.")],
+    data: Annotated[str, typer.Option("--data", help="Images: celeba:PATH, folder:PATH or synthetic:N.")],
+    out: Annotated[Path, typer.Option("--out", help="Store to write (an existing one is resumed).")],
+    backend: Annotated[Optional[str], typer.Option("--backend", help="Backend name (default: from the model's config.json).")] = None,
+    batch_size: BatchSize = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable image instead of skipping it.")] = False,
+    split: Annotated[Optional[str], typer.Option("--split", help="CelebA partition: train, val or test.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="Image decoding threads.")] = None,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Encode images into a z-point store with a trained model.
+
+    Runs in batches, decoding images in threads ahead of the model; the store gets the
+    image ids, the source's per-image attributes as columns and the model's
+    fingerprint in its provenance. A run that was interrupted (even killed) resumes
+    when run again with the same arguments. Unreadable images are skipped and listed
+    in STORE.skipped.txt unless --strict.
+    """
+    from ..backends import encode_to_store
+    from ..data import open_source
+
+    cls = _load_backend_class(backend, model)
+    loaded = cls.load(model)
+    source = open_source(data, image_size=tuple(loaded.image_shape)[:2], strict=strict, split=split)
+    with progress_bar(None, "encode", no_progress=no_progress, unit="img") as bar:
+        result = encode_to_store(loaded, source, out, batch_size=batch_size or 256, progress=progress_callback(bar),
+                                 overwrite=overwrite, strict=strict, workers=workers)
+    verb = "resumed" if result.resumed else "wrote"
+    typer.echo(f"{verb} {out}: {result.n_rows} rows (z_dim {loaded.z_dim}), {result.n_written} new in "
+               f"{result.seconds:.1f} s ({result.items_per_second:.0f} images/s)")
+    if result.n_skipped:
+        typer.echo(f"skipped {result.n_skipped} unreadable images; see {result.skipped_file}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the model commands to the ``latentscope`` app."""
+    app.command("backends")(backends_cmd)
+    app.command("train")(train_cmd)
+    app.command("encode")(encode_cmd)

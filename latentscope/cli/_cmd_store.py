@@ -1,0 +1,120 @@
+"""``latentscope import``, ``export`` and ``info``: move z-points in and out of stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._common import NoProgress, Overwrite, progress_bar, progress_callback
+
+__all__ = ["register"]
+
+
+def import_cmd(
+    array: Annotated[str, typer.Argument(
+        metavar="ARRAY",
+        help="z-points: FILE.npy, FILE.npz[:KEY], FILE.h5[:DATASET] (default key 'z' or the only 2-D array), "
+             "or a latentscope store to copy.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The store to write.")],
+    ids: Annotated[Optional[str], typer.Option(
+        "--ids", help="Ids: KEY of an array in the same file, or FILE.npy, FILE.npz[:KEY], FILE.h5:DATASET, "
+                      "FILE.txt (one per line). From .npz an array named 'ids' is used by default.")] = None,
+    column: Annotated[Optional[list[str]], typer.Option(
+        "--column", help="KEY of a per-point array in the same file to store as a column (repeatable). "
+                         "From .npz every other array with one row per z-point is a column by default.")] = None,
+    no_columns: Annotated[bool, typer.Option("--no-columns", help="Import no columns.")] = False,
+    backend: Annotated[str, typer.Option("--backend", help="Provenance: the model backend that encoded the z-points.")] = "",
+    model_fingerprint: Annotated[str, typer.Option("--model-fingerprint", help="Provenance: fingerprint of the model.")] = "",
+    append: Annotated[bool, typer.Option("--append", help="Append to an existing store (same z_dim).")] = False,
+    skip_nonfinite: Annotated[bool, typer.Option(
+        "--skip-nonfinite", help="Skip rows with NaN or inf (counted in the store) instead of failing.")] = False,
+    batch_rows: Annotated[Optional[int], typer.Option("--batch-rows", min=1, help="Rows per append.")] = None,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Import z-points encoded elsewhere (your own model) into a store."""
+    from ..store import import_array
+
+    columns = [] if no_columns else (column or None)
+    with progress_bar(None, "import", no_progress=no_progress) as bar:
+        stats = import_array(
+            array, out, ids=ids, columns=columns, overwrite=overwrite, append=append, backend=backend,
+            model_fingerprint=model_fingerprint, on_nonfinite="skip" if skip_nonfinite else "raise",
+            batch_rows=batch_rows, progress=progress_callback(bar),
+        )
+    skipped = f", skipped {stats['skipped']} non-finite rows" if stats["skipped"] else ""
+    typer.echo(f"{'appended' if append else 'wrote'} {stats['rows']} rows (z_dim {stats['z_dim']}) to {out}{skipped}")
+
+
+def export_cmd(
+    store: Annotated[Path, typer.Argument(metavar="STORE", help="The store to export.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="FILE.npz (z, ids and every column) or FILE.npy (z only).")],
+    compress: Annotated[bool, typer.Option("--compress", help="Deflate the .npz members.")] = False,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Export a store's z-points, ids and columns to a .npz file."""
+    from ..store import export_npz
+
+    with progress_bar(None, "export", no_progress=no_progress) as bar:
+        stats = export_npz(store, out, compress=compress, overwrite=overwrite, progress=progress_callback(bar))
+    typer.echo(f"wrote {stats['rows']} rows ({stats['arrays']} arrays) to {out}")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000.0
+    return str(n)  # pragma: no cover
+
+
+def info_cmd(
+    store: Annotated[Path, typer.Argument(metavar="STORE", help="The store to describe.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Describe a store: rows, z_dim, provenance, columns, size on disk."""
+    import json
+
+    from ..store import open_store
+
+    with open_store(store) as st:
+        info = st.summary()
+    if as_json:
+        typer.echo(json.dumps(info, indent=2, sort_keys=True, default=str))
+        return
+    prov = dict(info["provenance"])
+    cols = ", ".join(
+        f"{name} ({c['dtype']}{'' if not c['shape'] else ' x ' + 'x'.join(map(str, c['shape']))})"
+        for name, c in info["columns"].items()
+    ) or "none"
+    lines = [
+        ("store", info["path"]),
+        ("rows", f"{info['rows']:,}"),
+        ("z_dim", str(info["z_dim"])),
+        ("ids", info["ids"]),
+        ("columns", cols),
+        ("size", f"{_size(info['size_bytes'])} on disk"),
+        ("chunks", f"{info['chunk_rows']} rows"),
+        ("format", f"{prov.pop('format', '?')} version {prov.pop('format_version', '?')}"),
+    ]
+    if info["uncommitted_rows"]:
+        lines.append(("uncommitted", f"{info['uncommitted_rows']} rows of an interrupted append (overwritten by the next)"))
+    for key in ("backend", "model_fingerprint", "source", "created", "updated", "library_version", "n_skipped_nonfinite"):
+        if key in prov:
+            lines.append((key.replace("_", " "), str(prov.pop(key))))
+    prov.pop("z_dim", None)
+    for key in sorted(prov):
+        lines.append((key, json.dumps(prov[key], default=str) if not isinstance(prov[key], str) else prov[key]))
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        typer.echo(f"{key:<{width}}  {value}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the store commands to the ``latentscope`` app."""
+    app.command("import", help=import_cmd.__doc__)(import_cmd)
+    app.command("export", help=export_cmd.__doc__)(export_cmd)
+    app.command("info", help=info_cmd.__doc__)(info_cmd)

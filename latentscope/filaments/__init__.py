@@ -1,0 +1,1 @@
+"""Filament detection in high-dimensional point clouds."""

@@ -1,0 +1,310 @@
+"""k-nearest-neighbour graphs for filament detection.
+
+Three engines, all returning ``(dist, idx)`` arrays of shape ``(n, k)`` sorted by
+distance, without the point itself:
+
+``"exact"``
+    numpy/BLAS: blocks of queries against all points, squared distances from
+    ``|q|^2 + |x|^2 - 2 q.x`` after centring (which keeps the float32 cancellation
+    error small), ``argpartition`` for the ``k`` smallest. Cost O(n^2 dim). With
+    faiss installed (the ``knn`` extra), ``faiss.IndexFlatL2`` does the same
+    exhaustive search a little faster.
+``"forest"``
+    A random-projection forest: each tree splits the points at the median of a
+    random projection until the leaves hold at most ``leaf_size`` points; inside a
+    leaf the neighbours are exact (one small GEMM); the lists of ``n_trees`` trees
+    are merged. Cost O(n * leaf_size * dim * n_trees), all in BLAS. Points whose
+    neighbours are much closer than the bulk's (dense structures) keep almost all
+    their true neighbours; the neighbours of bulk points are approximate (their
+    k-th distance is over-estimated), which the detector accounts for by running
+    the same engine on its null cloud.
+``"faiss-ivf"``
+    ``faiss.IndexIVFFlat`` with ``nprobe`` probes (optional dependency). Measured
+    slower than the forest on the 2-core reference machine (see docs/filaments.md).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..exceptions import InvalidParameterError
+
+__all__ = ["KNN_METHODS", "knn_graph", "exact_knn", "forest_knn", "faiss_available", "resolve_knn_method"]
+
+KNN_METHODS = ("auto", "exact", "forest", "faiss-ivf")
+#: ``knn="auto"`` is exact up to this many points, the forest beyond.
+AUTO_EXACT_MAX = 30_000
+_BLOCK_BYTES = 64 << 20
+
+Progress = Callable[[int, int], None]
+
+
+def faiss_available() -> bool:
+    """Whether faiss can be imported (it is imported lazily, only when used)."""
+    try:
+        import faiss  # noqa: F401, PLC0415
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_knn_method(method: str, n: int, *, owner: str = "FilamentDetector") -> str:
+    """Map ``"auto"`` to the engine used for ``n`` points; validate the name."""
+    if method not in KNN_METHODS:
+        raise InvalidParameterError(
+            f"{owner}: knn must be one of {', '.join(map(repr, KNN_METHODS))}; got {method!r}."
+        )
+    if method == "auto":
+        return "exact" if n <= AUTO_EXACT_MAX else "forest"
+    if method == "faiss-ivf" and not faiss_available():
+        raise InvalidParameterError(
+            f"{owner}: knn='faiss-ivf' needs faiss; install it with: pip install 'latentscope-ae[knn]'."
+        )
+    return method
+
+
+def _sorted_topk(d2: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and values of the k smallest entries of each row, sorted."""
+    part = np.argpartition(d2, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(d2, part, axis=1)
+    order = np.argsort(vals, axis=1, kind="stable")
+    return np.take_along_axis(vals, order, axis=1), np.take_along_axis(part, order, axis=1)
+
+
+def exact_knn(
+    X: np.ndarray,
+    k: int,
+    *,
+    progress: Progress | None = None,
+    use_faiss: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest neighbours of every row of ``X`` among the other rows.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, dim)
+        The points (float32 is used internally).
+    k : int
+        Neighbours per point; ``k < n``.
+    progress : callable(done, total), optional
+    use_faiss : bool, optional
+        Use ``faiss.IndexFlatL2`` (default: when installed and ``n`` is large enough
+        for it to pay off).
+
+    Returns
+    -------
+    dist : ndarray of shape (n, k), float32
+        Euclidean distances, ascending.
+    idx : ndarray of shape (n, k), int64
+    """
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    n = X.shape[0]
+    if use_faiss is None:
+        use_faiss = n >= 4096 and faiss_available()
+    Xc = X - X.mean(axis=0, dtype=np.float64).astype(np.float32)
+    if use_faiss:
+        return _faiss_flat(Xc, k, progress)
+    sq = np.einsum("ij,ij->i", Xc, Xc)
+    rows = max(1, min(n, _BLOCK_BYTES // max(1, 4 * n)))
+    dist = np.empty((n, k), np.float32)
+    idx = np.empty((n, k), np.int64)
+    for lo in range(0, n, rows):
+        hi = min(n, lo + rows)
+        d2 = Xc[lo:hi] @ Xc.T
+        d2 *= -2.0
+        d2 += sq[lo:hi, None]
+        d2 += sq[None, :]
+        d2[np.arange(hi - lo), np.arange(lo, hi)] = np.inf
+        v, i = _sorted_topk(d2, k)
+        dist[lo:hi] = np.sqrt(np.maximum(v, 0.0))
+        idx[lo:hi] = i
+        if progress is not None:
+            progress(hi, n)
+    return dist, idx
+
+
+def _faiss_flat(Xc: np.ndarray, k: int, progress: Progress | None) -> tuple[np.ndarray, np.ndarray]:
+    import faiss  # noqa: PLC0415 - optional dependency
+
+    n, dim = Xc.shape
+    index = faiss.IndexFlatL2(dim)
+    index.add(Xc)
+    dist = np.empty((n, k), np.float32)
+    idx = np.empty((n, k), np.int64)
+    step = 8192
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        d2, ii = index.search(Xc[lo:hi], k + 1)
+        dist[lo:hi], idx[lo:hi] = _drop_self(d2, ii, np.arange(lo, hi), k)
+        if progress is not None:
+            progress(hi, n)
+    return dist, idx
+
+
+def _drop_self(d2: np.ndarray, ii: np.ndarray, self_idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each row's own index (or, if absent, its last entry) from k+1 results."""
+    is_self = ii == self_idx[:, None]
+    drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), k)
+    keep = np.ones_like(is_self)
+    keep[np.arange(ii.shape[0]), drop] = False
+    d2 = d2[keep].reshape(-1, k)
+    ii = ii[keep].reshape(-1, k)
+    # faiss marks missing neighbours with -1 (cannot happen with a full index)
+    return np.sqrt(np.maximum(d2, 0.0)).astype(np.float32), ii.astype(np.int64)
+
+
+def _leaves(Y: np.ndarray, leaf_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Leaves of one random-projection tree: median splits on random columns of Y."""
+    n, n_dirs = Y.shape
+    stack = [np.arange(n)]
+    leaves: list[np.ndarray] = []
+    while stack:
+        node = stack.pop()
+        if node.size <= leaf_size:
+            leaves.append(node)
+            continue
+        col = int(rng.integers(n_dirs))
+        vals = Y[node, col]
+        half = node.size // 2
+        part = np.argpartition(vals, half)
+        stack.append(node[part[:half]])
+        stack.append(node[part[half:]])
+    return leaves
+
+
+def _merge_lists(dists: list[np.ndarray], idxs: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Merge candidate neighbour lists: drop repeated indices, keep the k nearest."""
+    d = np.concatenate(dists, axis=1)
+    i = np.concatenate(idxs, axis=1)
+    order = np.argsort(i, axis=1, kind="stable")
+    i = np.take_along_axis(i, order, axis=1)
+    d = np.take_along_axis(d, order, axis=1)
+    dup = np.zeros(i.shape, bool)
+    dup[:, 1:] = i[:, 1:] == i[:, :-1]
+    d[dup] = np.inf
+    d[i < 0] = np.inf
+    v, sel = _sorted_topk(d, k)
+    return v, np.take_along_axis(i, sel, axis=1)
+
+
+def forest_knn(
+    X: np.ndarray,
+    k: int,
+    *,
+    n_trees: int = 3,
+    leaf_size: int = 512,
+    rng: np.random.Generator,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate k nearest neighbours from a random-projection forest.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, dim)
+    k : int
+    n_trees : int, default=3
+        Trees whose leaf neighbour lists are merged.
+    leaf_size : int, default=512
+        Largest leaf; raised to ``4 * (k + 1)`` if smaller so every leaf holds more
+        than ``k`` points.
+    rng : numpy Generator
+    progress : callable(done, total), optional
+        Called after each tree.
+
+    Returns
+    -------
+    dist, idx : ndarrays of shape (n, k)
+        As :func:`exact_knn`; a neighbour missing from every leaf list is replaced by
+        a farther one, so ``dist`` over-estimates the true distances.
+    """
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    n, dim = X.shape
+    leaf_size = max(int(leaf_size), 4 * (k + 1))
+    if n <= leaf_size:
+        return exact_knn(X, k, use_faiss=False)
+    Xc = X - X.mean(axis=0, dtype=np.float64).astype(np.float32)
+    sq = np.einsum("ij,ij->i", Xc, Xc)
+    n_dirs = 32
+    dists, idxs = [], []
+    for t in range(n_trees):
+        G = rng.standard_normal((dim, n_dirs)).astype(np.float32)
+        Y = Xc @ G
+        dist = np.empty((n, k), np.float32)
+        idx = np.empty((n, k), np.int64)
+        for leaf in _leaves(Y, leaf_size, rng):
+            xl = Xc[leaf]
+            d2 = xl @ xl.T
+            d2 *= -2.0
+            d2 += sq[leaf, None]
+            d2 += sq[None, leaf]
+            np.fill_diagonal(d2, np.inf)
+            v, i = _sorted_topk(d2, k)
+            dist[leaf] = v
+            idx[leaf] = leaf[i]
+        dists.append(dist)
+        idxs.append(idx)
+        if progress is not None:
+            progress(t + 1, n_trees)
+    if n_trees == 1:
+        d2, idx = dists[0], idxs[0]
+    else:
+        d2, idx = _merge_lists(dists, idxs, k)
+    return np.sqrt(np.maximum(d2, 0.0)).astype(np.float32), idx
+
+
+def faiss_ivf_knn(
+    X: np.ndarray,
+    k: int,
+    *,
+    nprobe: int = 2,
+    rng: np.random.Generator,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate k nearest neighbours from ``faiss.IndexIVFFlat`` (optional)."""
+    import faiss  # noqa: PLC0415 - optional dependency
+
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    n, dim = X.shape
+    Xc = np.ascontiguousarray(X - X.mean(axis=0, dtype=np.float64).astype(np.float32))
+    nlist = int(max(1, min(4096, round(np.sqrt(n)))))
+    quant = faiss.IndexFlatL2(dim)
+    index = faiss.IndexIVFFlat(quant, dim, nlist)
+    train = Xc[rng.choice(n, size=min(n, 40 * nlist), replace=False)]
+    index.cp.seed = int(rng.integers(2**31 - 1))
+    index.train(train)
+    index.add(Xc)
+    index.nprobe = int(nprobe)
+    dist = np.empty((n, k), np.float32)
+    idx = np.empty((n, k), np.int64)
+    step = 16384
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        d2, ii = index.search(Xc[lo:hi], k + 1)
+        d2 = np.where(ii < 0, np.inf, d2)
+        dist[lo:hi], idx[lo:hi] = _drop_self(d2, ii, np.arange(lo, hi), k)
+        if progress is not None:
+            progress(hi, n)
+    return dist, idx
+
+
+def knn_graph(
+    X: np.ndarray,
+    k: int,
+    *,
+    method: str = "auto",
+    rng: np.random.Generator,
+    n_trees: int = 3,
+    leaf_size: int = 512,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """k nearest neighbours of all points with the engine ``method``; also return the engine."""
+    method = resolve_knn_method(method, X.shape[0])
+    if method == "exact":
+        d, i = exact_knn(X, k, progress=progress)
+    elif method == "forest":
+        d, i = forest_knn(X, k, n_trees=n_trees, leaf_size=leaf_size, rng=rng, progress=progress)
+    else:
+        d, i = faiss_ivf_knn(X, k, rng=rng, progress=progress)
+    return d, i, method
