@@ -51,7 +51,7 @@ def test_core_ignores_an_asymmetric_outer_layer(tmp_path):
     axis0 = int(np.argmax(np.abs(core.frame_.components_[:, 0])))
     # the outer layer: 4000 one-sided outliers + the ~10 % symmetric tail of the core
     assert abs(core.outer_asymmetry_[axis0]) > 0.4
-    assert np.max(np.abs(np.delete(core.outer_asymmetry_, axis0))) < 0.05
+    assert np.max(np.abs(np.delete(core.outer_asymmetry_, axis0))) < 0.1
     assert core.eigenvalue_ratio_.min() < 0.5  # the full covariance is inflated along axis 0
     core.save(tmp_path / "core")
     back = CoreCovariance.load(tmp_path / "core")

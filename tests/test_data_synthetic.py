@@ -104,3 +104,12 @@ def test_synthetic_early_stop_releases_threads():
         if k == 2:
             break
     assert batch.start == 128
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"batch_size": 0}, "batch_size must be an integer >= 1"),
+                                               ({"start": -1}, "start must be an integer >= 0"),
+                                               ({"workers": -2}, "workers must be >= 0")])
+def test_iter_batches_validates_eagerly(kwargs, match):
+    # bad arguments fail at the call, before any iteration
+    with pytest.raises(InvalidParameterError, match=match):
+        SyntheticFaces(4).iter_batches(**kwargs)

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from latentscope.backends import Backend, LinearBackend, get_backend
 from latentscope.data import SyntheticFaces
@@ -33,7 +34,8 @@ def test_linear_matches_exact_pca(faces, model):
     # streamed subspace iteration recovers the exact principal subspace and variances
     X = faces.read().images.reshape(300, -1).astype(np.float64) / 255
     Xc = X - X.mean(axis=0)
-    _, s, vt = np.linalg.svd(Xc, full_matrices=False)
+    with threadpool_limits(limits=1, user_api="blas"):  # threaded LAPACK crawls on a busy machine
+        _, s, vt = np.linalg.svd(Xc, full_matrices=False)
     var = s**2 / (len(X) - 1)
     np.testing.assert_allclose(model.mean, X.mean(axis=0), atol=1e-5)
     np.testing.assert_allclose(model.explained_variance, var[:12], rtol=1e-3)

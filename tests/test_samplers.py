@@ -132,6 +132,22 @@ def test_ball_samples_lie_in_their_ball(dim, r, seed):
     assert isinstance(s.region_, Ball) and s.region_.contains(Z).all()
 
 
+@settings(max_examples=15, deadline=None)
+@given(dim=st.integers(2, 12), seed=st.integers(0, 2**32 - 1), level=st.floats(0.05, 0.995),
+       q=st.sampled_from([None, (0.01, 0.99), (0.2, 0.7)]), shrink=st.floats(0.1, 1.5), k=st.integers(1, 12))
+def test_fitted_samples_lie_in_their_regions(dim, seed, level, q, shrink, k):
+    # box, pca-box, pca-gauss and ellipse samples satisfy their region's rule on random data
+    X = _cloud(n=300, d=dim, seed=seed % 1000)
+    k = min(k, dim)
+    for name, opts in (("box", {"quantiles": q, "shrink": shrink}),
+                       ("pca-box", {"quantiles": q, "shrink": shrink, "n_components": k}),
+                       ("pca-gauss", {"quantiles": q, "shrink": shrink, "n_components": k}),
+                       ("ellipse", {"level": level, "n_components": k})):
+        s = make_sampler(name, **opts).fit(X)
+        Z = s.sample(300, rng=seed, dtype=np.float64)
+        assert s.region_.contains(Z).all(), name
+
+
 def test_shell_radius_distributions():
     # sphere with spread 0; uniform radii stay in [R - s, R + s]; normal radii have the given mean and sd
     sph = np.linalg.norm(make_sampler("shell", radius=4.0, z_dim=50).sample(100, rng=0, dtype=np.float64), axis=1)
@@ -168,6 +184,21 @@ def test_mvn_matches_mean_and_covariance(cloud):
     # fitting from the analysis result gives the same sampler
     t = make_sampler("mvn").fit(PCAFrame().fit(cloud))
     np.testing.assert_allclose(t.sample(5, rng=2), s.sample(5, rng=2), rtol=1e-5, atol=1e-6)
+
+
+def test_mvn_core_covariance_ignores_an_outer_layer(cloud):
+    # covariance="core" uses the robust trimmed core: far outliers move neither its mean nor its covariance
+    from latentscope.analysis import CoreCovariance
+
+    rng = np.random.default_rng(5)
+    polluted = np.vstack([cloud, 40.0 + rng.normal(size=(150, cloud.shape[1]))])
+    core = make_sampler("mvn", covariance="core").fit(polluted)
+    full = make_sampler("mvn").fit(polluted)
+    np.testing.assert_allclose(core.mean_, cloud.mean(0), atol=0.15)
+    assert np.abs(full.mean_ - cloud.mean(0)).min() > 1.0
+    np.testing.assert_allclose(np.diag(core.covariance_), cloud.var(0), rtol=0.1)
+    again = make_sampler("mvn", covariance="core").fit(CoreCovariance().fit(polluted))
+    np.testing.assert_allclose(again.covariance_, core.covariance_)
 
 
 def test_gauss_matches_per_component_moments_and_ignores_correlations(cloud):

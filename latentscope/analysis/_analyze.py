@@ -296,8 +296,21 @@ def _analyze(source: Any, out_dir: Any, *, bins: int, fine_bins: int, pairs: Any
     return result
 
 
+#: Result stems analyze() may write; stale ones from an earlier run are removed.
+RESULT_STEMS = ("components", "pca_components", "correlations", "radial", "pca", "boxes_minmax", "boxes_minmax_pca",
+                "boxes_quantile", "boxes_quantile_pca", "core", "attribute")
+
+
 def _write(result: AnalysisResult, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    for stem in RESULT_STEMS:
+        for ext in (".json", ".h5"):
+            (out / (stem + ext)).unlink(missing_ok=True)
+    figdir = out / "figures"
+    if figdir.is_dir():
+        for png in figdir.glob("*.png"):
+            png.unlink()
+    (out / "index.html").unlink(missing_ok=True)
     items = [("components", result.components), ("pca_components", result.pca_components),
              ("correlations", result.correlations), ("radial", result.radial), ("pca", result.pca),
              ("boxes_minmax", result.boxes)]

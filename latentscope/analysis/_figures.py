@@ -219,7 +219,9 @@ def plot_pair_densities(source: Any, *, pca: bool | None = None, levels: Sequenc
         for ax in axes[len(pairs):]:
             ax.set_visible(False)
         if pairs:
-            axes[0].legend(loc="upper left", frameon=False, title="confidence level", title_fontsize=7)
+            handles, labels = axes[0].get_legend_handles_labels()
+            fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False,
+                       title="confidence ellipses of the fitted normal")
         fig.suptitle(title or ("2-D densities in the PCA frame with the fitted normal's ellipses" if pca else
                                "2-D densities of component pairs with bivariate-normal confidence ellipses"))
     return fig
@@ -263,6 +265,10 @@ def plot_radial(radial: Any, *, title: str | None = None):
                 lo = min(lo, ref.mean() - 5 * ref.std()) if n != "ball" else lo
                 hi = max(hi, ref.mean() + 5 * ref.std()) if n != "ball" else max(hi, ref.radius * 1.02)
             x = np.linspace(max(lo, 0.0), hi, 600)
+            ymax = float(dens.max()) if dens.size else 1.0
+            for n, ref in curves:
+                if n != "ball":  # the ball's radius density is a spike at its rim: let it leave the axes
+                    ymax = max(ymax, float(np.nanmax(ref.pdf(x))))
             for n, ref in curves:
                 if isinstance(ref, CubeRadius):
                     lab = f"uniform cube, b = {ref.halfwidth:.3g}"
@@ -282,6 +288,7 @@ def plot_radial(radial: Any, *, title: str | None = None):
                 ax.axvline(radial.origin_mahalanobis_, color="k", lw=1.0, ls="--",
                            label=f"origin: {radial.origin_mahalanobis_:.2f} ({radial.fraction_closer_than_origin_:.1%} closer)")
             ax.set_xlim(x[0], x[-1])
+            ax.set_ylim(0, 1.15 * ymax)
             ax.set_xlabel(xlabel)
             ax.set_ylabel("density")
             ax.legend(frameon=False, fontsize=7, loc="upper right")
@@ -294,12 +301,12 @@ def plot_spectrum(pca: Any, *, title: str | None = None):
     """Eigenvalue spectrum (linear and log) with the cumulative explained variance."""
     plt = _plt()
     ev = pca.explained_variance_
-    k = np.arange(1, ev.size + 1)
+    k = np.arange(ev.size)
     with plt.rc_context(_STYLE):
         fig = _figure(figsize=(10.0, 3.8))
         a1, a2 = fig.subplots(1, 2)
         a1.plot(k, ev, "o-", ms=2.5, lw=1.0, color=DATA_COLOR)
-        a1.set_xlabel("principal axis")
+        a1.set_xlabel("principal axis index")
         a1.set_ylabel("eigenvalue (variance)")
         a1.set_title("Linear scale")
         ax2 = a1.twinx()
@@ -309,7 +316,7 @@ def plot_spectrum(pca: Any, *, title: str | None = None):
         ax2.spines["right"].set_visible(True)
         pos = ev > 0
         a2.semilogy(k[pos], ev[pos], "o-", ms=2.5, lw=1.0, color=DATA_COLOR)
-        a2.set_xlabel("principal axis")
+        a2.set_xlabel("principal axis index")
         a2.set_ylabel("eigenvalue (log)")
         a2.set_title(f"Log scale; effective dimension {pca.effective_dimension_:.1f}")
         fig.suptitle(title or "PCA: eigenvalue spectrum of the covariance")

@@ -238,9 +238,8 @@ def encode_to_store(
                     progress(done, total)
             seconds = time.perf_counter() - t0
             n_rows = store.n_rows
-            store.set_provenance(n_skipped=len(skipped),
-                                 skipped_list=sidecar.name if skipped else "",
-                                 encode_items_per_second=round((n_rows - n_start) / seconds, 2) if seconds > 0 else 0.0)
+            extra = {"encode_items_per_second": round((n_rows - n_start) / seconds, 2)} if n_rows > n_start else {}
+            store.set_provenance(n_skipped=len(skipped), skipped_list=sidecar.name if skipped else "", **extra)
     except DataSourceError:
         if created_here and path.exists():
             try:

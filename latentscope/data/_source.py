@@ -244,11 +244,15 @@ class ImageSource:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise InvalidParameterError(f"{owner}: {name} must be an integer >= {low}; got {value!r}.")
         stop = n if stop is None else min(int(stop), n)
-        start = int(start)
         workers = default_workers() if workers is None else int(workers)
         if workers < 0:
             raise InvalidParameterError(f"{owner}: workers must be >= 0 or None; got {workers!r}.")
-        ranges = [(lo, min(lo + int(batch_size), stop)) for lo in range(start, stop, int(batch_size))]
+        # validated here; the generator below starts work only when iterated
+        return self._iterate(int(batch_size), int(start), stop, workers, int(prefetch))
+
+    def _iterate(self, batch_size: int, start: int, stop: int, workers: int, prefetch: int) -> Iterator[ImageBatch]:
+        n = len(self)
+        ranges = [(lo, min(lo + batch_size, stop)) for lo in range(start, stop, batch_size)]
         if workers == 0:
             produced = (self._assemble(lo, hi, [self._decode_range(lo, hi)]) for lo, hi in ranges)
         else:

@@ -89,8 +89,8 @@ def sample_face_params(n: int, rng: np.random.Generator) -> dict[str, np.ndarray
     clipn = lambda mu, sd, lo, hi: np.clip(rng.normal(mu, sd, n), lo, hi).astype(np.float32)  # noqa: E731
     p: dict[str, np.ndarray] = {}
     p["face_x"] = clipn(0.0, 0.04, -0.1, 0.1)
-    p["face_y"] = clipn(0.03, 0.04, -0.08, 0.13)
-    p["face_width"] = clipn(0.43, 0.035, 0.34, 0.52)
+    p["face_y"] = clipn(0.0, 0.04, -0.1, 0.1)
+    p["face_width"] = clipn(0.47, 0.035, 0.38, 0.56)
     p["face_height"] = (p["face_width"] * clipn(1.33, 0.07, 1.15, 1.5)).astype(np.float32)
     p["skin_tone"] = rng.beta(1.6, 2.6, n).astype(np.float32)
     p["hair_color"] = rng.choice(len(_HAIR_P), n, p=_HAIR_P).astype(np.int8)
@@ -244,9 +244,9 @@ def render_faces(params: dict[str, np.ndarray], image_size: Any = (96, 96)) -> n
     drop = _step((0.05 + 1.1 * length) * ry - v, px)
     side = _step(hr_x - np.abs(u), px) * (v > -0.2 * ry) * drop * (vol > 0.5)
     _blend(sub, np.maximum(cap * upper * np.clip(vol * 4 - 0.4, 0, 1), side), hair)
-    for s in (-1.0, 1.0):
-        ear = _ellipse_alpha(u - f32(s) * rx * (0.97 - 0.12 * s * yaw), v + 0.05 * ry, rx * 0.16, ry * 0.2, px)
-        _blend(sub, ear * np.clip(1 - 0.8 * s * yaw, 0, 1), skin * f32(0.9))
+    ears = [_ellipse_alpha(u - f32(s) * rx * (0.97 - 0.12 * s * yaw), v + 0.05 * ry, rx * 0.16, ry * 0.2, px)
+            * np.clip(1 - 0.8 * s * yaw, 0, 1) for s in (-1.0, 1.0)]
+    _blend(sub, np.maximum(*ears), skin * f32(0.9))
     taper = 1.0 - 0.22 * np.clip(v / ry, 0, 1) ** 2
     face = _ellipse_alpha(u, v, rx * taper, ry, px)
     shade = 1.0 - 0.22 * ((u / rx) ** 2 + (v / ry) ** 2) + 0.12 * light * u / rx
@@ -266,8 +266,8 @@ def render_faces(params: dict[str, np.ndarray], image_size: Any = (96, 96)) -> n
     ey = cyf - 0.1 * ry
     sub, u, v, dx, dy = cv.region(cx1, cy1 - 0.16 * ry1, 0.9 * rx1, 0.24 * ry1)
     openness, gaze, glasses, brow = col("eye_openness"), col("gaze"), col("glasses"), col("brow_raise")
-    white_rgb = np.full((n, 3), 0.94, f32)
-    for s in (-1.0, 1.0):
+    layers: dict[str, list[np.ndarray]] = {k: [] for k in ("brow", "lid", "white", "iris", "pupil", "glint", "frame")}
+    for s in (-1.0, 1.0):  # both eyes are drawn layer by layer (they never overlap)
         s32 = f32(s)
         near = 1.0 + 0.25 * s32 * yaw  # the eye on the turned-to side looks larger
         ex = cxf + s32 * rx * 0.4 * (1 - 0.15 * s32 * yaw)
@@ -275,18 +275,22 @@ def render_faces(params: dict[str, np.ndarray], image_size: Any = (96, 96)) -> n
         eh = ry * 0.085 * (0.08 + 0.92 * openness)
         eu, ev = u - ex, v - ey
         brow_v = ev + ry * (0.17 + 0.05 * brow) + s32 * eu * 0.18 * brow
-        _blend(sub, _ellipse_alpha(eu + s32 * 0.02 * rx, brow_v, ew * 1.15, ry * 0.035, px), hair * f32(0.75))
-        _blend(sub, _ellipse_alpha(eu, ev, ew * 1.08, eh + px * 0.9, px), skin * f32(0.35))
+        layers["brow"].append(_ellipse_alpha(eu + s32 * 0.02 * rx, brow_v, ew * 1.15, ry * 0.035, px))
+        layers["lid"].append(_ellipse_alpha(eu, ev, ew * 1.08, eh + px * 0.9, px))
         white = _ellipse_alpha(eu, ev, ew, eh, px)
-        _blend(sub, white, white_rgb)
+        layers["white"].append(white)
         iu = eu - gaze * ew * 0.35
-        _blend(sub, _ellipse_alpha(iu, ev, ew * 0.45, ew * 0.45, px) * white, params["_eye_rgb"])
-        _blend(sub, _ellipse_alpha(iu, ev, ew * 0.2, ew * 0.2, px) * white, np.full((n, 3), 0.03, f32))
-        _blend(sub, _ellipse_alpha(iu + ew * 0.12, ev + ew * 0.12, ew * 0.08, ew * 0.08, px) * white * 0.8, np.ones((n, 3), f32))
+        layers["iris"].append(_ellipse_alpha(iu, ev, ew * 0.45, ew * 0.45, px) * white)
+        layers["pupil"].append(_ellipse_alpha(iu, ev, ew * 0.2, ew * 0.2, px) * white)
+        layers["glint"].append(_ellipse_alpha(iu + ew * 0.12, ev + ew * 0.12, ew * 0.08, ew * 0.08, px) * white * 0.8)
         ring = np.abs(np.sqrt(eu ** 2 + ((ev + 0.01) * 1.15) ** 2) - rx * 0.3 * near)
-        _blend(sub, _step(rx * 0.03 - ring, px) * glasses, params["_frame_rgb"])
-    bridge = _ellipse_alpha(u - cxf, v - ey + 0.02 * ry, rx * 0.12 * (1 + 0.2 * yaw), rx * 0.025, px) * glasses
-    _blend(sub, bridge, params["_frame_rgb"])
+        layers["frame"].append(_step(rx * 0.03 - ring, px) * glasses)
+    layers["frame"].append(_ellipse_alpha(u - cxf, v - ey + 0.02 * ry, rx * 0.12 * (1 + 0.2 * yaw), rx * 0.025, px) * glasses)
+    colours = {"brow": hair * f32(0.75), "lid": skin * f32(0.35), "white": np.full((n, 3), 0.94, f32),
+               "iris": params["_eye_rgb"], "pupil": np.full((n, 3), 0.03, f32), "glint": np.ones((n, 3), f32),
+               "frame": params["_frame_rgb"]}
+    for key, alphas in layers.items():
+        _blend(sub, functools.reduce(np.maximum, alphas), colours[key])
     # nose (shaded side and nostrils) and mouth (lips between two arcs; corners rise
     # with the smile; an open mouth shows the cavity and, when smiling, teeth)
     sub, u, v, dx, dy = cv.region(cx1 * 1.2, cy1 + 0.38 * ry1, 0.5 * rx1, 0.3 * ry1)
@@ -294,8 +298,8 @@ def render_faces(params: dict[str, np.ndarray], image_size: Any = (96, 96)) -> n
     ridge = np.clip(1 - np.abs(nu + 0.06 * rx * np.sign(light + 1e-3)) / (0.05 * rx), 0, 1)
     ridge *= np.clip((nv + 0.3 * ry) / (0.3 * ry), 0, 1) * np.clip(-nv / (0.05 * ry) + 1, 0, 1) * 0.25
     _blend(sub, ridge, skin * f32(0.6))
-    for s in (-1.0, 1.0):
-        _blend(sub, _ellipse_alpha(nu - f32(s) * rx * 0.08, nv, rx * 0.05, ry * 0.028, px) * 0.85, skin * f32(0.4))
+    nostrils = [_ellipse_alpha(nu - f32(s) * rx * 0.08, nv, rx * 0.05, ry * 0.028, px) for s in (-1.0, 1.0)]
+    _blend(sub, np.maximum(*nostrils) * 0.85, skin * f32(0.4))
     mu, mv = u - cxf * 1.1, v - (cyf + 0.53 * ry)
     mw = rx * (0.3 + 0.06 * smile)
     q = np.clip(1 - (mu / mw) ** 2, 0, 1)

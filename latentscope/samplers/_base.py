@@ -327,7 +327,7 @@ def rejection_sample(
         out.append(cand[ok])
         got += int(ok.sum())
         rate = got / drawn
-        if drawn >= pilot and rate < min_acceptance or (got < n and drawn >= max_draws):
+        if (drawn >= pilot and rate < min_acceptance) or (got < n and drawn >= max_draws):
             raise SamplerError(
                 f"{owner}: rejection sampling accepted {got} of {drawn} candidates (rate {rate:.2g}), below "
                 f"min_acceptance={min_acceptance:g}; loosen the constraints (e.g. fewer or disjoint pairs, a higher level)."

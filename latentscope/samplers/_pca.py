@@ -4,7 +4,8 @@ series' confidence-ellipse method.
 All three work in the coordinates ``t = (z - mean) @ V.T`` of the principal axes
 ``V`` (rows) of the data's covariance, and map back with ``z = mean + t @ V``.
 With ``n_components = k`` only the first ``k`` axes vary; the others stay at the
-mean (``t = 0``, clipped into the box where a box applies).
+mean (``t = 0``; where a shrunk box does not contain the mean, at the middle of the
+box's range).
 """
 
 from __future__ import annotations
@@ -89,8 +90,9 @@ class _BoxFrameSampler(_PCAFrameSampler):
 
     @property
     def fixed_(self) -> np.ndarray:
-        """Frame coordinates of the axes that do not vary (0, clipped into the box)."""
-        return np.clip(0.0, self.lo_, self.hi_)
+        """Frame coordinates of the axes that do not vary: 0 (the mean), or the middle of
+        the box's range where the (shrunk) box does not contain the mean."""
+        return np.where((self.lo_ <= 0.0) & (self.hi_ >= 0.0), 0.0, (self.lo_ + self.hi_) / 2.0)
 
     @property
     def region_(self) -> OrientedBox:

@@ -78,8 +78,9 @@ def _maybe_log(ax: Any, edges: np.ndarray) -> None:
 
 
 def _density(counts: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Share of the points per bin (the bins are shared, so shares compare across sets)."""
     total = counts.sum()
-    return counts / (total * np.diff(edges)) if total else counts.astype(float)
+    return counts / total if total else counts.astype(float)
 
 
 def plot_landing(report: Any, path: str | Path | None = None) -> Any:
@@ -98,7 +99,7 @@ def plot_landing(report: Any, path: str | Path | None = None) -> Any:
         ax.stairs(_density(data, edges), edges, fill=True, color=_DATA_COLOR, alpha=0.6, label="data")
         ax.stairs(_density(samp, edges), edges, color="C0", linewidth=1.6, label=label)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("density")
+        ax.set_ylabel("share per bin")
     _maybe_log(ax2, report.mahalanobis_edges)
     ax2.axvline(math.sqrt(report.z_dim), color="k", linestyle=":", linewidth=1, label=f"sqrt(N) = {math.sqrt(report.z_dim):.1f}")
     ax1.legend(frameon=False, fontsize=8)
@@ -113,10 +114,15 @@ def plot_landing(report: Any, path: str | Path | None = None) -> Any:
 
 
 def plot_radial_comparison(reports: Sequence[Any], data_radii: np.ndarray, data_mahalanobis: np.ndarray,
-                           path: str | Path | None = None, *, bins: int = 80) -> Any:
-    """Radial distributions of several samplers over the data's (lengths and Mahalanobis radii)."""
+                           path: str | Path | None = None, *, bins: int | None = None) -> Any:
+    """Radial distributions of several samplers over the data's (lengths and Mahalanobis radii).
+
+    ``bins`` defaults to ``2 sqrt(n_samples)`` clipped to [15, 80].
+    """
     if not reports:
         raise InvalidParameterError("plot_radial_comparison: reports must not be empty.")
+    if bins is None:
+        bins = int(np.clip(2 * np.sqrt(min(r.n_samples for r in reports)), 15, 80))
     fig = _new_figure(11, 4.2)
     ax1, ax2 = fig.subplots(1, 2)
     dr = np.asarray(data_radii, dtype=np.float64)
@@ -132,7 +138,7 @@ def plot_radial_comparison(reports: Sequence[Any], data_radii: np.ndarray, data_
             vals = getattr(rep, attr)
             ax.stairs(_density(np.histogram(vals, edges)[0], edges), edges, color=f"C{k % 10}", linewidth=1.4,
                       label=f"{rep.name} ({rep.in_fragment_rate:.0%} in)")
-        ax.set_ylabel("density")
+        ax.set_ylabel("share per bin")
     ax1.set_xlabel("length |z|")
     ax2.set_xlabel("Mahalanobis radius (data mean and covariance)")
     _maybe_log(ax2, m_edges)

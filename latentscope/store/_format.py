@@ -15,6 +15,8 @@ IDS_DATASET = "ids"
 #: UTF-8 bytes of string ids, a (n, width) uint8 matrix; present once a string id was appended.
 ID_STRINGS_DATASET = "id_strings"
 COLUMNS_GROUP = "columns"
+#: Group holding replaced or deleted columns (unlinked, never freed: see docs/store-format.md).
+TRASH_GROUP = "_trash"
 #: Attribute marking a uint8 byte matrix (last axis = bytes) as UTF-8 strings.
 ENCODING_ATTR = "encoding"
 

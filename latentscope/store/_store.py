@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -110,6 +111,36 @@ def _fill_value(dtype: np.dtype) -> Any:
     return np.nan if dtype.kind in "fc" else 0
 
 
+class _OpenFile:
+    """An open HDF5 file with cached dataset handles.
+
+    A writer owns one. Readers of the same file in one process share one (HDF5 would
+    share the underlying file anyway, and refreshing one of two handles to the same
+    dataset corrupts HDF5's metadata cache); each reader keeps its own snapshot.
+    """
+
+    def __init__(self, h5: h5py.File, key: tuple[int, int] | None = None) -> None:
+        self.h5 = h5
+        self.handles: dict[str, h5py.Dataset] = {}
+        self.text: dict[str, bool] = {}
+        self.key = key
+        self.refs = 1
+        self.seq: int | None = None  # commit the handles were refreshed to
+        self.gen: int | None = None  # layout generation when the file was opened
+
+    @property
+    def shares_writer(self) -> bool:
+        """Whether an in-process writer holds the same HDF5 file (its state is then always current)."""
+        return bool(self.h5.id.get_intent() & h5py.h5f.ACC_RDWR)
+
+    def reset(self, h5: h5py.File) -> None:
+        self.h5, self.handles, self.text, self.seq, self.gen = h5, {}, {}, None, None
+
+
+_READERS: dict[tuple[int, int], _OpenFile] = {}
+_READERS_LOCK = threading.RLock()
+
+
 @dataclass(frozen=True)
 class Block:
     """One block of consecutive committed rows read from a store.
@@ -170,11 +201,9 @@ class ZStore:
     """
 
     def __init__(self, path: str | os.PathLike, mode: str = "r") -> None:
-        self._h5: h5py.File | None = None
+        self._file: _OpenFile | None = None
         self._fd: int | None = None
         self._lock: WriterLock | None = None
-        self._handles: dict[str, h5py.Dataset] = {}
-        self._text: dict[str, bool] = {}
         self.recovered = False
         if mode not in ("r", "a"):
             raise InvalidParameterError(f"ZStore: mode must be 'r' or 'a'; got {mode!r}.")
@@ -218,10 +247,10 @@ class ZStore:
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot repair the store ({_one_line(exc)}).") from exc
         try:
-            self._h5 = h5py.File(
+            self._file = _OpenFile(h5py.File(
                 self.path, "r+", libver=_LIBVER, locking=False,
                 rdcc_nbytes=_WRITER_CACHE_BYTES, rdcc_nslots=521, rdcc_w0=1.0,
-            )
+            ))
         except OSError as exc:
             if "already open for read-only" in str(exc):
                 raise StoreError(
@@ -235,11 +264,23 @@ class ZStore:
         self._h5.swmr_mode = True
 
     def _open_reader(self) -> None:
+        st = self.path.stat()
+        key = (st.st_dev, st.st_ino)
+        with _READERS_LOCK:
+            shared = _READERS.get(key)
+            if shared is not None and shared.h5.id.valid:
+                shared.refs += 1
+                self._file = shared
+            else:
+                self._file = _READERS[key] = _OpenFile(self._open_h5_reader(), key)
+            self._check_format()
+            self._sync()
+
+    def _open_h5_reader(self) -> h5py.File:
         deadline = time.monotonic() + _READER_WAIT_S
         while True:
             try:
-                self._h5 = h5py.File(self.path, "r", libver=_LIBVER, swmr=True, locking=False, rdcc_nbytes=0)
-                break
+                return h5py.File(self.path, "r", libver=_LIBVER, swmr=True, locking=False, rdcc_nbytes=0)
             except OSError as exc:
                 if "not already open for SWMR writing" not in str(exc):
                     raise StoreError(f"{self.path}: cannot open the store ({_one_line(exc)}).") from exc
@@ -252,8 +293,6 @@ class ZStore:
                 time.sleep(0.05)
                 continue
             self._repair_for_reading()
-        self._check_format()
-        self._load_state()
 
     def _repair_for_reading(self) -> None:
         try:
@@ -299,7 +338,41 @@ class ZStore:
             raise StoreFormatError(f"{self.path}: damaged store (no valid commit record).")
         self._seq, self._n, self._updated_ns, self._skipped, self._gen = state
 
+    def _sync(self) -> None:
+        """Read the commit record (a reader's snapshot) and bring the shared handles up to it."""
+        shared = self._file
+        if shared.shares_writer:  # in-memory state of the in-process writer: always current
+            self._load_state()
+            return
+        commit = self._ds(F.COMMIT_DATASET)
+        commit.refresh()
+        self._load_state()
+        if shared.gen is None:
+            shared.gen, shared.seq = self._gen, self._seq
+        elif self._gen != shared.gen:  # datasets were added or replaced: reopen the file
+            shared.h5.close()
+            shared.reset(self._open_h5_reader())
+            self._load_state()
+            shared.gen, shared.seq = self._gen, self._seq
+        elif self._seq > shared.seq:
+            for name, ds in shared.handles.items():
+                if name != F.COMMIT_DATASET:
+                    ds.refresh()
+            shared.seq = self._seq
+
     # -- handles --------------------------------------------------------------------------
+    @property
+    def _h5(self) -> h5py.File | None:
+        return None if self._file is None else self._file.h5
+
+    @property
+    def _handles(self) -> dict[str, h5py.Dataset]:
+        return self._file.handles
+
+    @property
+    def _text(self) -> dict[str, bool]:
+        return self._file.text
+
     def _ds(self, name: str) -> h5py.Dataset:
         ds = self._handles.get(name)
         if ds is None:
@@ -325,23 +398,9 @@ class ZStore:
         A writer's row count is always current; for it this is a no-op.
         """
         self._require_open()
-        if self.mode == "a":
-            return self._n
-        commit = self._ds(F.COMMIT_DATASET)
-        commit.refresh()
-        state = F.unpack_commit(commit[...])
-        if state is None or state[0] == self._seq:
-            return self._n
-        if state[4] != self._gen:  # datasets were added or replaced: start afresh
-            self._h5.close()
-            self._handles, self._text = {}, {}
-            self._h5 = None
-            self._open_reader()
-            return self._n
-        self._seq, self._n, self._updated_ns, self._skipped, self._gen = state
-        for name, ds in self._handles.items():
-            if name != F.COMMIT_DATASET:
-                ds.refresh()
+        if self.mode == "r":
+            with _READERS_LOCK:
+                self._sync()
         return self._n
 
     # -- basic properties -----------------------------------------------------------------
@@ -458,11 +517,17 @@ class ZStore:
 
     def close(self) -> None:
         """Close the file and, for a writer, release the writer lock."""
-        h5, self._h5 = self._h5, None
-        self._handles, self._text = {}, {}
+        file, self._file = self._file, None
         try:
-            if h5 is not None and h5.id.valid:
-                h5.close()
+            if file is not None:
+                with _READERS_LOCK:
+                    file.refs -= 1
+                    if file.refs <= 0:
+                        if file.key is not None and _READERS.get(file.key) is file:
+                            del _READERS[file.key]
+                        file.handles.clear()
+                        if file.h5.id.valid:
+                            file.h5.close()
         finally:
             if self._lock is not None:
                 self._lock.release()
@@ -793,9 +858,16 @@ class ZStore:
         self._commit(self._n, layout_changed=True)
 
     def _drop(self, path: str) -> None:
+        """Unlink a dataset into the trash group; it is never freed, so open handles stay valid.
+
+        (Deleting an object that has open handles corrupts HDF5's bookkeeping in SWMR
+        mode.) Its space is reclaimed by copying the store (``latentscope import``).
+        """
         self._handles.pop(path, None)
         self._text.pop(path, None)
-        del self._h5[path]
+        trash = self._h5.require_group(F.TRASH_GROUP)
+        self._h5.move(path, f"{F.TRASH_GROUP}/{path.replace('/', '.')}.{uuid.uuid4().hex[:12]}")
+        del trash
 
     # -- reading --------------------------------------------------------------------------
     def block_rows(self, max_bytes: int = 64 << 20, *, row_bytes: int | None = None) -> int:
@@ -807,11 +879,11 @@ class ZStore:
 
     def _bounds(self, start: int, stop: int | None, owner: str) -> tuple[int, int]:
         n = self._n
-        stop = n if stop is None else int(stop)
         start = int(start)
-        if start < 0 or stop < start:
+        if start < 0 or (stop is not None and int(stop) < start):
             raise InvalidParameterError(f"{owner}: need 0 <= start <= stop; got start={start}, stop={stop}.")
-        return min(start, n), min(stop, n)
+        stop = n if stop is None else min(int(stop), n)
+        return min(start, stop), stop
 
     def _ids_path(self) -> str:
         return F.ID_STRINGS_DATASET if self._has(F.ID_STRINGS_DATASET) else F.IDS_DATASET
@@ -862,11 +934,11 @@ class ZStore:
             ds = self._ds(ids_path)
             row_bytes += ds.dtype.itemsize * int(np.prod(ds.shape[1:], dtype=np.int64))
         step = self.block_rows(max_bytes, row_bytes=row_bytes)
-        zds = self._z
         while lo < stop:
+            self._require_open()
             hi = min(stop, (lo // step + 1) * step)
             buf = np.empty((hi - lo, self.z_dim), dtype=np.float32)
-            zds.read_direct(buf, source_sel=np.s_[lo:hi])
+            self._z.read_direct(buf, source_sel=np.s_[lo:hi])
             cols = {name: self._read(path, lo, hi) for name, path in col_paths.items()}
             id_arr = self._read(ids_path, lo, hi) if ids_path is not None else None
             yield Block(lo, buf, cols, id_arr)

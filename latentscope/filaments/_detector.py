@@ -1,0 +1,540 @@
+"""FilamentDetector: thin elongated structures in a high-dimensional point cloud.
+
+See ``docs/filaments.md`` for the method and its justification.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .._validation import SeedLike, check_fraction, check_is_fitted, check_positive, check_rng
+from ..exceptions import InvalidParameterError, NonFiniteError
+from ._knn import KNN_METHODS, exact_knn, knn_graph
+from ._local import (
+    benjamini_hochberg,
+    empirical_pvalues,
+    knn_linearity,
+    mle_dimension,
+    neighbourhood_spectra,
+    spectrum_stats,
+)
+from ._spine import fit_spine
+
+__all__ = ["Filament", "FilamentDetector", "COLUMNS"]
+
+#: Per-point columns written by :meth:`FilamentDetector.write_columns`, with dtypes.
+COLUMNS = {
+    "local_dim": np.float32,
+    "linearity": np.float32,
+    "density": np.float32,
+    "density_pvalue": np.float32,
+    "filament_id": np.int32,
+}
+
+StageProgress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True, eq=False)
+class Filament:
+    """One detected filament.
+
+    Attributes
+    ----------
+    id : int
+        Number of the filament (0, 1, ...; by decreasing number of members).
+    members : ndarray of int64
+        Row indices of its points in the fitted data, ordered from ``start`` to ``end``.
+    length : float
+        Length along its spine (a polyline through denoised group centres).
+    thickness : float
+        Root-mean-square distance of the members from the spine, across it.
+    direction : ndarray of shape (z_dim,)
+        Unit leading principal direction of the members (the chord of a curved
+        filament), oriented from start to end.
+    start, end : ndarray of shape (z_dim,)
+        The two extreme members.
+    start_index, end_index : int
+        Their row indices.
+    spine : ndarray of shape (n_nodes, z_dim)
+        The spine's nodes from start to end.
+    linearity : float
+        Median structure-scale linearity of the members.
+    snr : float
+        Median ratio of the leading local eigenvalue to the noise edge.
+    density : float
+        Median density contrast (null median k-th neighbour distance over the member's).
+    p_value : float
+        Simes combination of the members' density p-values against the null cloud.
+    """
+
+    id: int
+    members: np.ndarray
+    length: float
+    thickness: float
+    direction: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    start_index: int
+    end_index: int
+    spine: np.ndarray
+    linearity: float
+    snr: float
+    density: float
+    p_value: float
+
+    @property
+    def n_members(self) -> int:
+        return int(self.members.size)
+
+    @property
+    def aspect(self) -> float:
+        """Length over thickness."""
+        return float(self.length / self.thickness) if self.thickness > 0 else float("inf")
+
+    @property
+    def significance(self) -> float:
+        """``-log10(p_value)``."""
+        return float(-np.log10(max(self.p_value, 1e-300)))
+
+    def summary(self) -> dict[str, Any]:
+        """Scalar fields as a JSON-friendly dict (no vectors)."""
+        return {
+            "id": self.id, "n_members": self.n_members, "length": self.length, "thickness": self.thickness,
+            "aspect": self.aspect, "linearity": self.linearity, "snr": self.snr, "density": self.density,
+            "p_value": self.p_value, "significance": self.significance,
+            "start_index": self.start_index, "end_index": self.end_index,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as a JSON-friendly dict (vectors as lists)."""
+        out = self.summary()
+        out.update(direction=self.direction.tolist(), start=self.start.tolist(), end=self.end.tolist(),
+                   spine=self.spine.tolist(), members=self.members.tolist())
+        return out
+
+
+def _unique_rows(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the first occurrence of each distinct row, and each row's group."""
+    n = Z.shape[0]
+    Zn = Z + np.float32(0.0)  # -0.0 -> 0.0
+    h = np.fromiter((hash(r.tobytes()) for r in Zn), dtype=np.int64, count=n)
+    order = np.argsort(h, kind="stable")
+    hs = h[order]
+    same = np.zeros(n, bool)
+    if n > 1:
+        cand = np.flatnonzero(hs[1:] == hs[:-1]) + 1
+        if cand.size:
+            same[cand] = (Zn[order[cand]] == Zn[order[cand - 1]]).all(axis=1)
+    if not same.any():
+        return np.arange(n), np.arange(n)
+    group_sorted = np.cumsum(~same) - 1
+    group = np.empty(n, np.int64)
+    group[order] = group_sorted
+    first = np.full(group_sorted[-1] + 1, n, np.int64)
+    np.minimum.at(first, group, np.arange(n))
+    # renumber groups by first occurrence so unique rows keep the input order
+    rank = np.argsort(first, kind="stable")
+    inv = np.empty_like(rank)
+    inv[rank] = np.arange(rank.size)
+    return first[rank], inv[group]
+
+
+class FilamentDetector:
+    """Detect thin, elongated, dense structures (filaments) among z-points.
+
+    The method (details and measurements in ``docs/filaments.md``):
+
+    1. **Graph and null.** A k-nearest-neighbour graph of the points (exact up to
+       30,000 points, a random-projection forest above) and the same graph of a
+       *null cloud*: as many points drawn from the Gaussian with the data's mean and
+       covariance.
+    2. **Candidates.** Each point's k-th neighbour distance is compared with the
+       null's distances (empirical p-value); Benjamini-Hochberg at level ``fdr``
+       keeps the points significantly denser than a Gaussian cloud allows.
+    3. **Shape at the scale of the structure.** Candidates linked by graph edges form
+       structures; inside each, exact neighbourhoods of ``scale_fraction`` of the
+       structure (``n_sub`` points spread over them) give local PCA spectra whose
+       isotropic-noise part is removed (Marchenko-Pastur edge). A point is line-like
+       when its leading eigenvalue stands clear of the noise (``min_snr``) and
+       dominates the other resolved ones (``min_linearity``); a majority vote over
+       the neighbourhood cleans the labels.
+    4. **Filaments.** Line-like points joined by neighbour edges whose local
+       directions agree (``|cos| >= direction_cos``) form filaments; those with at
+       least ``min_members`` points and a length of at least ``min_aspect`` times
+       their thickness are reported, each with its spine, length, direction, end
+       points and a p-value.
+
+    Parameters
+    ----------
+    k : int, default=16
+        Neighbours of the graph (density, local dimension, linearity, links).
+    fdr : float, default=0.05
+        False discovery rate of the candidate test.
+    knn : {"auto", "exact", "forest", "faiss-ivf"}, default="auto"
+        Engine of the all-points graph; ``"auto"`` is exact up to 30,000 points.
+    n_trees, leaf_size : int, default=2, 512
+        Forest parameters.
+    scale_fraction : float, default=0.25
+        Neighbourhood size of the shape analysis, as a fraction of the structure.
+    max_scale : int, default=1024
+        Largest such neighbourhood.
+    n_sub : int, default=32
+        Points of each such neighbourhood used for its spectrum (evenly spread by
+        distance rank, the point itself included).
+    min_snr : float, default=1.5
+        Leading eigenvalue over the noise edge needed for a resolved direction.
+    min_linearity : float, default=0.8
+        Structure-scale linearity needed to call a point line-like.
+    direction_cos : float, default=0.5
+        Smallest ``|cos|`` between the directions of two linked points.
+    min_members : int, default=30
+        Smallest filament.
+    min_aspect : float, default=4.0
+        Smallest length / thickness of a filament.
+    max_structure : int, default=20000
+        Structures larger than this are analysed on a random subsample of this many
+        points; the other points take the labels of their nearest analysed neighbour.
+    on_nonfinite : {"raise", "skip"}, default="raise"
+        Rows with NaN or inf raise :class:`~latentscope.exceptions.NonFiniteError`, or
+        are left out (their statistics are NaN, their filament id -1).
+    rng : None, int, SeedSequence or Generator
+        Randomness of the null cloud, the forest and the spine fits.
+
+    Attributes
+    ----------
+    filaments_ : list of Filament
+    labels_ : ndarray of shape (n,), int64
+        Filament id per point, -1 for none.
+    density_ : ndarray of shape (n,)
+        Density contrast: the null's median k-th neighbour distance over the point's.
+    density_pvalue_ : ndarray of shape (n,)
+    local_dim_ : ndarray of shape (n,)
+        Maximum-likelihood intrinsic dimension over the k neighbours.
+    linearity_ : ndarray of shape (n,)
+        Single-scale linearity ``lambda_1 / sum(lambda)`` over the point and its k
+        neighbours.
+    candidates_ : ndarray of shape (n,), bool
+        Points significantly denser than the null.
+    structure_linearity_, structure_snr_, structure_dim_ : ndarray of shape (n,)
+        Structure-scale statistics of candidates in analysed structures (NaN elsewhere).
+    null_kth_distance_ : ndarray
+        Sorted k-th neighbour distances of the null cloud.
+    knn_method_ : str
+    n_points_, n_unique_, z_dim_ : int
+    timings_ : dict of str to float
+        Seconds per stage.
+    """
+
+    def __init__(
+        self,
+        *,
+        k: int = 16,
+        fdr: float = 0.05,
+        knn: str = "auto",
+        n_trees: int = 2,
+        leaf_size: int = 512,
+        scale_fraction: float = 0.25,
+        max_scale: int = 1024,
+        n_sub: int = 32,
+        min_snr: float = 1.5,
+        min_linearity: float = 0.8,
+        direction_cos: float = 0.5,
+        min_members: int = 30,
+        min_aspect: float = 4.0,
+        max_structure: int = 20000,
+        on_nonfinite: str = "raise",
+        rng: SeedLike = None,
+    ) -> None:
+        self.k = k
+        self.fdr = fdr
+        self.knn = knn
+        self.n_trees = n_trees
+        self.leaf_size = leaf_size
+        self.scale_fraction = scale_fraction
+        self.max_scale = max_scale
+        self.n_sub = n_sub
+        self.min_snr = min_snr
+        self.min_linearity = min_linearity
+        self.direction_cos = direction_cos
+        self.min_members = min_members
+        self.min_aspect = min_aspect
+        self.max_structure = max_structure
+        self.on_nonfinite = on_nonfinite
+        self.rng = rng
+
+    def __repr__(self) -> str:
+        return f"FilamentDetector(k={self.k}, fdr={self.fdr}, knn={self.knn!r})"
+
+    # -- validation -----------------------------------------------------------------------
+    def _check_params(self) -> None:
+        own = "FilamentDetector"
+        for name in ("k", "n_trees", "leaf_size", "max_scale", "n_sub", "min_members", "max_structure"):
+            check_positive(getattr(self, name), name, owner=own, integer=True)
+        if self.k < 2:
+            raise InvalidParameterError(f"{own}: k must be >= 2; got {self.k}.")
+        if self.n_sub < 4:
+            raise InvalidParameterError(f"{own}: n_sub must be >= 4; got {self.n_sub}.")
+        check_fraction(self.fdr, "fdr", owner=own)
+        check_fraction(self.scale_fraction, "scale_fraction", owner=own, closed=True)
+        check_fraction(self.min_linearity, "min_linearity", owner=own, closed=True)
+        check_fraction(self.direction_cos, "direction_cos", owner=own, closed=True)
+        check_positive(self.min_snr, "min_snr", owner=own)
+        check_positive(self.min_aspect, "min_aspect", owner=own, strict=False)
+        if self.knn not in KNN_METHODS:
+            raise InvalidParameterError(f"{own}: knn must be one of {', '.join(map(repr, KNN_METHODS))}; got {self.knn!r}.")
+        if self.on_nonfinite not in ("raise", "skip"):
+            raise InvalidParameterError(f"{own}: on_nonfinite must be 'raise' or 'skip'; got {self.on_nonfinite!r}.")
+
+    def _load(self, X: Any) -> tuple[np.ndarray, np.ndarray, int]:
+        """Finite rows as float32, their row numbers, and the total number of rows."""
+        from ..store import ZStore  # noqa: PLC0415
+
+        own = "FilamentDetector"
+        if isinstance(X, ZStore):
+            Z = X.read()
+        else:
+            try:
+                Z = np.asarray(X, dtype=np.float32)
+            except (TypeError, ValueError) as exc:
+                raise InvalidParameterError(f"{own}: X must be a ZStore or a numeric array; got {type(X).__name__}.") from exc
+        if Z.ndim != 2:
+            raise InvalidParameterError(f"{own}: X must be 2-D (n_points, z_dim); got shape {Z.shape}.")
+        if Z.shape[1] < 2:
+            raise InvalidParameterError(f"{own}: z_dim must be >= 2; got {Z.shape[1]}.")
+        n_total = Z.shape[0]
+        finite = np.isfinite(Z).all(axis=1)
+        rows = np.arange(n_total)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            if self.on_nonfinite == "raise":
+                raise NonFiniteError(
+                    f"{own}: X holds non-finite values in {bad.size} rows (first at row {int(bad[0])}); "
+                    "pass on_nonfinite='skip' to leave them out."
+                )
+            Z, rows = Z[finite], rows[finite]
+        return np.ascontiguousarray(Z, dtype=np.float32), rows, n_total
+
+    # -- fitting --------------------------------------------------------------------------
+    def fit(self, X: Any, *, progress: StageProgress | None = None) -> "FilamentDetector":
+        """Detect the filaments of ``X``.
+
+        Parameters
+        ----------
+        X : ZStore or array-like of shape (n_points, z_dim)
+            The z-points (read fully into memory: 4 bytes per value).
+        progress : callable(stage, done, total), optional
+            Called as the stages ``"graph"``, ``"statistics"`` and ``"structures"``
+            advance.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        gen = check_rng(self.rng)
+        report = progress or (lambda stage, done, total: None)
+        times: dict[str, float] = {}
+        t0 = time.perf_counter()
+        Z, rows, n_total = self._load(X)
+        first, inverse = _unique_rows(Z)
+        U = Z[first] if first.size < Z.shape[0] else Z
+        n, dim = U.shape
+        k = int(self.k)
+        if n <= k:
+            raise InvalidParameterError(
+                f"FilamentDetector: needs more than k = {k} distinct finite points; got {n}"
+                + (f" (of {n_total} rows)." if n != n_total else ".")
+            )
+        times["load"] = time.perf_counter() - t0
+
+        # 1. graphs of the data and of a Gaussian null cloud with the same mean and covariance
+        t1 = time.perf_counter()
+        null = self._null_cloud(U, gen)
+
+        def graph_cb(offset: int) -> Callable[[int, int], None]:
+            return lambda done, total: report("graph", offset * total + done, 2 * total)
+
+        d_data, i_data, method = knn_graph(U, k, method=self.knn, rng=gen, n_trees=self.n_trees,
+                                           leaf_size=self.leaf_size, progress=graph_cb(0))
+        d_null, _, _ = knn_graph(null, k, method=self.knn, rng=gen, n_trees=self.n_trees,
+                                 leaf_size=self.leaf_size, progress=graph_cb(1))
+        del null
+        times["graph"] = time.perf_counter() - t1
+
+        # 2. per-point statistics and density candidates
+        t2 = time.perf_counter()
+        null_dk = np.sort(d_null[:, -1].astype(np.float64))
+        dk = d_data[:, -1].astype(np.float64)
+        pval = empirical_pvalues(dk, null_dk)
+        cand = benjamini_hochberg(pval, float(self.fdr))
+        with np.errstate(divide="ignore"):
+            density = np.median(null_dk) / dk
+        local_dim = mle_dimension(d_data)
+        linearity = knn_linearity(U, i_data, progress=lambda d, t: report("statistics", d, t))
+        times["statistics"] = time.perf_counter() - t2
+
+        # 3-4. structures, shape at their scale, filaments
+        t3 = time.perf_counter()
+        s_lin = np.full(n, np.nan)
+        s_snr = np.full(n, np.nan)
+        s_dim = np.full(n, np.nan)
+        fil_lab = np.full(n, -1, np.int64)
+        found = self._structures(U, i_data, cand, pval, density, s_lin, s_snr, s_dim, fil_lab, gen, report)
+        times["structures"] = time.perf_counter() - t3
+
+        # back to the input rows (duplicates share their representative's values)
+        def expand(a: np.ndarray, fill: float) -> np.ndarray:
+            out = np.full(n_total, fill, dtype=np.result_type(a.dtype, type(fill)))
+            out[rows] = a[inverse]
+            return out
+
+        self.n_points_ = n_total
+        self.n_unique_ = n
+        self.z_dim_ = dim
+        self.knn_method_ = method
+        self.null_kth_distance_ = null_dk
+        self.density_ = expand(density, np.nan)
+        self.density_pvalue_ = expand(pval, np.nan)
+        self.local_dim_ = expand(local_dim, np.nan)
+        self.linearity_ = expand(linearity.astype(np.float64), np.nan)
+        self.candidates_ = expand(cand, False).astype(bool)
+        self.structure_linearity_ = expand(s_lin, np.nan)
+        self.structure_snr_ = expand(s_snr, np.nan)
+        self.structure_dim_ = expand(s_dim, np.nan)
+        # filaments, numbered by decreasing size
+        found.sort(key=lambda f: -f["members"].size)
+        filaments: list[Filament] = []
+        labels = np.full(n_total, -1, np.int64)
+        group_rows = np.argsort(inverse, kind="stable")  # finite rows grouped by their unique point
+        group_start = np.searchsorted(inverse[group_rows], np.arange(n + 1))
+        for fid, f in enumerate(found):
+            uniq = f["members"]  # unique-point indices, ordered along the spine
+            pieces = [rows[group_rows[group_start[u]:group_start[u + 1]]] for u in uniq]
+            members = np.concatenate(pieces).astype(np.int64)
+            labels[members] = fid
+            filaments.append(Filament(
+                id=fid, members=members, length=f["length"], thickness=f["thickness"],
+                direction=f["direction"], start=U[f["start"]].copy(), end=U[f["end"]].copy(),
+                start_index=int(rows[first[f["start"]]]), end_index=int(rows[first[f["end"]]]),
+                spine=f["spine"], linearity=f["linearity"], snr=f["snr"], density=f["density"],
+                p_value=f["p_value"],
+            ))
+        self.labels_ = labels
+        self.filaments_ = filaments
+        times["total"] = time.perf_counter() - t0
+        self.timings_ = times
+        return self
+
+    def _null_cloud(self, U: np.ndarray, gen: np.random.Generator) -> np.ndarray:
+        """As many points as U from the Gaussian with U's mean and covariance (float32)."""
+        n, dim = U.shape
+        mean = U.mean(axis=0, dtype=np.float64)
+        cov = np.zeros((dim, dim))
+        step = max(1, (32 << 20) // (8 * dim))
+        for lo in range(0, n, step):
+            b = U[lo:lo + step].astype(np.float64) - mean
+            cov += b.T @ b
+        cov /= max(1, n - 1)
+        w, V = np.linalg.eigh(cov)
+        A = (V * np.sqrt(np.clip(w, 0.0, None))).T.astype(np.float32)  # z @ A has covariance cov
+        out = np.empty((n, dim), np.float32)
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
+            out[lo:hi] = gen.standard_normal((hi - lo, dim), dtype=np.float32) @ A
+        out += mean.astype(np.float32)
+        return out
+
+    def _structures(self, U, i_data, cand, pval, density, s_lin, s_snr, s_dim, fil_lab, gen, report) -> list[dict]:
+        """Analyse the connected candidate structures; return the filaments found."""
+        from scipy.sparse import csr_matrix  # noqa: PLC0415
+        from scipy.sparse.csgraph import connected_components  # noqa: PLC0415
+
+        n, dim = U.shape
+        k = int(self.k)
+        cidx = np.flatnonzero(cand)
+        found: list[dict] = []
+        if cidx.size < self.min_members:
+            return found
+        pos = np.full(n, -1, np.int64)
+        pos[cidx] = np.arange(cidx.size)
+        nb = pos[i_data[cidx]]
+        src = np.repeat(np.arange(cidx.size), k)
+        ok = nb.ravel() >= 0
+        A = csr_matrix((np.ones(int(ok.sum()), np.int8), (src[ok], nb.ravel()[ok])), shape=(cidx.size, cidx.size))
+        n_comp, comp = connected_components(A, directed=True, connection="weak")
+        sizes = np.bincount(comp, minlength=n_comp)
+        big = np.flatnonzero(sizes >= self.min_members)
+        total = int(sizes[big].sum())
+        done = 0
+        for c in big[np.argsort(-sizes[big])]:
+            members = cidx[comp == c]
+            found.extend(self._analyse_structure(U, members, pval, density, s_lin, s_snr, s_dim, gen))
+            done += members.size
+            report("structures", done, total)
+        return found
+
+    def _analyse_structure(self, U, members, pval, density, s_lin, s_snr, s_dim, gen) -> list[dict]:
+        """Shape at the structure's scale, linking, and the filaments of one structure."""
+        from scipy.sparse import csr_matrix  # noqa: PLC0415
+        from scipy.sparse.csgraph import connected_components  # noqa: PLC0415
+
+        k = int(self.k)
+        dim = U.shape[1]
+        if members.size > self.max_structure:
+            members = np.sort(gen.choice(members, size=int(self.max_structure), replace=False))
+        nm = members.size
+        P = U[members]
+        K = int(np.clip(round(self.scale_fraction * nm), min(2 * k, nm - 1), min(self.max_scale, nm - 1)))
+        _, nbr = exact_knn(P, K, use_faiss=False)  # sorted, without self
+        m = int(min(self.n_sub, K + 1))
+        cols = np.unique(np.round(np.linspace(0, K - 1, m - 1)).astype(np.int64))
+        hoods = np.concatenate([np.arange(nm)[:, None], nbr[:, cols]], axis=1)
+        eig, direction = neighbourhood_spectra(P, hoods)
+        st = spectrum_stats(eig, dim)
+        linear = (st.snr >= self.min_snr) & (st.linearity >= self.min_linearity)
+        vote = linear[hoods].mean(axis=1)
+        linear = vote > 0.5
+        s_lin[members] = st.linearity
+        s_snr[members] = st.snr
+        s_dim[members] = st.dimension
+        if linear.sum() < self.min_members:
+            return []
+        # link line-like neighbours whose directions agree
+        kk = min(k, K)
+        src = np.repeat(np.arange(nm), kk)
+        dst = nbr[:, :kk].ravel()
+        cos = np.abs(np.einsum("ij,ij->i", direction[src], direction[dst]))
+        ok = linear[src] & linear[dst] & (cos >= self.direction_cos)
+        A = csr_matrix((np.ones(int(ok.sum()), np.int8), (src[ok], dst[ok])), shape=(nm, nm))
+        n_comp, comp = connected_components(A, directed=True, connection="weak")
+        comp = np.where(linear, comp, -1)
+        out = []
+        sizes = np.bincount(comp[comp >= 0], minlength=n_comp)
+        for c in np.flatnonzero(sizes >= self.min_members):
+            loc = np.flatnonzero(comp == c)
+            spine = fit_spine(P[loc], gen)
+            if spine.thickness > 0 and spine.length < self.min_aspect * spine.thickness:
+                continue
+            rows = members[loc]
+            p = np.sort(pval[rows])
+            simes = float(np.min(p * rows.size / np.arange(1, rows.size + 1)))
+            out.append({
+                "members": rows[spine.order],
+                "length": spine.length,
+                "thickness": spine.thickness,
+                "direction": spine.direction,
+                "start": int(rows[spine.start]),
+                "end": int(rows[spine.end]),
+                "spine": spine.nodes,
+                "linearity": float(np.median(st.linearity[loc])),
+                "snr": float(np.median(st.snr[loc])),
+                "density": float(np.median(density[rows])),
+                "p_value": min(1.0, simes),
+            })
+        return out
