@@ -157,4 +157,4 @@ def test_celeba_real_sample_decodes():
     elapsed = time.perf_counter() - t0
     assert batch.images.shape == (256, 96, 96, 3) and not batch.skipped
     assert 40 < batch.images.mean() < 200 and batch.images.std() > 30
-    assert 256 / elapsed > 50  # far below the measured rate; guards against pathological slowness
+    assert 256 / elapsed > 20  # far below the measured rate (400+/s); guards against pathological slowness

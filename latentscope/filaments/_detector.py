@@ -384,8 +384,7 @@ class FilamentDetector:
         s_lin = np.full(n, np.nan)
         s_snr = np.full(n, np.nan)
         s_dim = np.full(n, np.nan)
-        fil_lab = np.full(n, -1, np.int64)
-        found = self._structures(U, i_data, cand, pval, density, s_lin, s_snr, s_dim, fil_lab, gen, report)
+        found = self._structures(U, i_data, cand, pval, density, s_lin, s_snr, s_dim, gen, report)
         times["structures"] = time.perf_counter() - t3
 
         # back to the input rows (duplicates share their representative's values)
@@ -450,7 +449,7 @@ class FilamentDetector:
         out += mean.astype(np.float32)
         return out
 
-    def _structures(self, U, i_data, cand, pval, density, s_lin, s_snr, s_dim, fil_lab, gen, report) -> list[dict]:
+    def _structures(self, U, i_data, cand, pval, density, s_lin, s_snr, s_dim, gen, report) -> list[dict]:
         """Analyse the connected candidate structures; return the filaments found."""
         from scipy.sparse import csr_matrix  # noqa: PLC0415
         from scipy.sparse.csgraph import connected_components  # noqa: PLC0415
@@ -474,20 +473,27 @@ class FilamentDetector:
         done = 0
         for c in big[np.argsort(-sizes[big])]:
             members = cidx[comp == c]
-            found.extend(self._analyse_structure(U, members, pval, density, s_lin, s_snr, s_dim, gen))
+            found.extend(self._analyse_structure(U, members, i_data, pval, density, s_lin, s_snr, s_dim, gen))
             done += members.size
             report("structures", done, total)
         return found
 
-    def _analyse_structure(self, U, members, pval, density, s_lin, s_snr, s_dim, gen) -> list[dict]:
+    def _analyse_structure(self, U, members_all, i_data, pval, density, s_lin, s_snr, s_dim, gen) -> list[dict]:
         """Shape at the structure's scale, linking, and the filaments of one structure."""
+        members = members_all
+        if members_all.size > self.max_structure:
+            members = np.sort(gen.choice(members_all, size=int(self.max_structure), replace=False))
+        out = self._analyse_points(U, members, pval, density, s_lin, s_snr, s_dim, gen)
+        if members.size < members_all.size and out:
+            _propagate(out, members, members_all, i_data)
+        return out
+
+    def _analyse_points(self, U, members, pval, density, s_lin, s_snr, s_dim, gen) -> list[dict]:
         from scipy.sparse import csr_matrix  # noqa: PLC0415
         from scipy.sparse.csgraph import connected_components  # noqa: PLC0415
 
         k = int(self.k)
         dim = U.shape[1]
-        if members.size > self.max_structure:
-            members = np.sort(gen.choice(members, size=int(self.max_structure), replace=False))
         nm = members.size
         P = U[members]
         K = int(np.clip(round(self.scale_fraction * nm), min(2 * k, nm - 1), min(self.max_scale, nm - 1)))
@@ -538,3 +544,44 @@ class FilamentDetector:
                 "p_value": min(1.0, simes),
             })
         return out
+
+
+def _propagate(found: list[dict], analysed: np.ndarray, members_all: np.ndarray, i_data: np.ndarray) -> None:
+    """Give the structure's unanalysed points the filament of their nearest analysed neighbour.
+
+    Rounds over the kNN graph: a point takes the label (filament or none) of the first
+    labelled point in its neighbour list; points labelled in one round label others in
+    the next. Added members go right after their source in the spine order.
+    """
+    lab: dict[int, tuple[int, int]] = {}
+    for j, f in enumerate(found):
+        for r, u in enumerate(f["members"]):
+            lab[int(u)] = (j, r)
+    done = set(int(a) for a in analysed)
+    rest = [int(u) for u in np.setdiff1d(members_all, analysed)]
+    added: list[list[tuple[int, int]]] = [[] for _ in found]
+    for _ in range(32):
+        if not rest:
+            break
+        nxt = []
+        newly: dict[int, tuple[int, int] | None] = {}
+        for u in rest:
+            src = next((int(v) for v in i_data[u] if int(v) in done), None)
+            if src is None:
+                nxt.append(u)
+                continue
+            newly[u] = lab.get(src)
+        for u, jl in newly.items():
+            done.add(u)
+            if jl is not None:
+                lab[u] = jl
+                added[jl[0]].append((jl[1], u))
+        if len(nxt) == len(rest):
+            break
+        rest = nxt
+    for j, f in enumerate(found):
+        if not added[j]:
+            continue
+        ranks = np.concatenate([np.arange(f["members"].size, dtype=np.float64), [r + 0.5 for r, _ in added[j]]])
+        mem = np.concatenate([f["members"], [u for _, u in added[j]]]).astype(np.int64)
+        f["members"] = mem[np.argsort(ranks, kind="stable")]

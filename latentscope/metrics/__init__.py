@@ -17,7 +17,8 @@ Memorisation
     :func:`memorisation`: each generated item's distance to its nearest training
     item against the training set's own nearest-neighbour distances.
 All at once
-    :func:`evaluate_set`.
+    :func:`evaluate_set` (one generated set); :func:`evaluate_regions` (many samplers
+    of one model, the RAE-style comparison table of ``latentscope evaluate``).
 
 See ``docs/metrics.md``.
 """
@@ -28,6 +29,7 @@ from ._frechet import FeatureStats, feature_stats, frechet_distance
 from ._kid import KIDResult, kid
 from ._manifold import DensityCoverage, PrecisionRecall, density_coverage, manifold_metrics, precision_recall
 from ._memorisation import MemorisationResult, memorisation
+from ._regions import RegionEvaluation, RegionScores, evaluate_regions
 
 __all__ = [
     "FeatureStats", "feature_stats", "frechet_distance",
@@ -36,4 +38,5 @@ __all__ = [
     "MemorisationResult", "memorisation",
     "PixelPCAFeatures", "latent_features", "reencode",
     "SpaceScores", "SetEvaluation", "evaluate_set",
+    "RegionScores", "RegionEvaluation", "evaluate_regions",
 ]
