@@ -136,11 +136,40 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     results: list[dict] = []
 
+    out_dir = Path(args.out) if args.out else None
+    errors: list[str] = []
+
+    def dump() -> None:
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            info["elapsed_s"] = round(time.perf_counter() - T_START, 1)
+            (out_dir / "gpu_keras.json").write_text(json.dumps({"info": info, "results": results, "errors": errors},
+                                                               indent=2))
+
     def record(kind: str, variant: str, batch: int, rate: float, first: float, calls: int, **extra) -> None:
         row = {"kind": kind, "variant": variant, "batch": batch, "images_per_s": round(rate, 1),
                "first_call_s": round(first, 3), "calls": calls, **extra}
         results.append(row)
-        _log(f"{kind:6s} {variant:44s} batch {batch:5d}: {rate:12,.0f} img/s (first call {first:.2f} s)")
+        _log(f"{kind:6s} {variant:52s} batch {batch:5d}: {rate:12,.0f} img/s (first call {first:.2f} s)")
+        dump()  # a run cut short still leaves its numbers
+
+    class section:
+        """Run a part of the benchmark; an exception is logged and the run goes on."""
+
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, typ, exc, tb) -> bool:
+            if exc is not None and not isinstance(exc, KeyboardInterrupt):
+                msg = f"{self.name}: {typ.__name__}: {' '.join(str(exc).split())[:400]}"
+                errors.append(msg)
+                _log("FAILED " + msg)
+                dump()
+                return True
+            return False
 
     def over_budget() -> bool:
         return time.perf_counter() - T_START > args.budget_s
@@ -155,14 +184,18 @@ def main(argv: list[str] | None = None) -> int:
     # ------------------------------------------------------------------ encode
     for bs in enc_batches:
         x8 = rng.integers(0, 256, (bs, h, w, 3), dtype=np.uint8)
-        r = measure(lambda: encoder.predict_on_batch(x8.astype(np.float32) * np.float32(1 / 255)), bs, min_time=min_time)
-        record("encode", "predict_on_batch float32 (host /255)", bs, *r)
-        r = measure(lambda: enc_u8.predict_on_batch(x8), bs, min_time=min_time)
-        record("encode", "predict_on_batch uint8 (cast on device)", bs, *r)
+        with section(f"encode float32 batch {bs}"):
+            r = measure(lambda: encoder.predict_on_batch(x8.astype(np.float32) * np.float32(1 / 255)), bs,
+                        min_time=min_time)
+            record("encode", "predict_on_batch float32 (host /255)", bs, *r)
+        with section(f"encode uint8 batch {bs}"):
+            r = measure(lambda: enc_u8.predict_on_batch(x8), bs, min_time=min_time)
+            record("encode", "predict_on_batch uint8 (cast on device)", bs, *r)
+    xbig = rng.integers(0, 256, (big_n, h, w, 3), dtype=np.uint8)
     for bs in enc_batches:
-        xbig = rng.integers(0, 256, (big_n, h, w, 3), dtype=np.uint8)
-        r = measure(lambda: model.encode(xbig, batch_size=bs), big_n, min_time=min_time, warmup=1)
-        record("encode", f"KerasAEBackend.encode ({big_n} images)", bs, *r)
+        with section(f"KerasAEBackend.encode batch {bs}"):
+            r = measure(lambda: model.encode(xbig, batch_size=bs), big_n, min_time=min_time, warmup=1)
+            record("encode", f"KerasAEBackend.encode ({big_n} images)", bs, *r)
 
     def jax_variants(tag: str, u8model) -> None:
         import jax
@@ -190,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             record("encode", f"jax.jit uint8 already on device (compute){tag}", bs, *r)
 
     if backend == "jax":
-        jax_variants("", enc_u8)
+        with section("jax variants"):
+            jax_variants("", enc_u8)
     if not args.no_bf16 and not over_budget():
         try:
             keras.config.set_dtype_policy("mixed_bfloat16")
@@ -226,9 +260,12 @@ def main(argv: list[str] | None = None) -> int:
             state["i"] += 1
             return ae.train_on_batch(x, x)
 
-        r = measure(step, bs, min_time=train_min_time, warmup=3)
-        record("train", "train_on_batch (plugin loop)", bs, *r)
-        if not over_budget():
+        with section(f"train_on_batch batch {bs}"):
+            r = measure(step, bs, min_time=train_min_time, warmup=3)
+            record("train", "train_on_batch (plugin loop)", bs, *r)
+        if over_budget():
+            continue
+        with section(f"fit batch {bs}"):
             spe = 8
             n = bs * spe * (2 if args.quick else 6)
             xfit = rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8).astype(np.float32) / 255
@@ -250,18 +287,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"keras-ae GPU benchmark: {info['model']} {info['image_shape']} z={info['z_dim']}, "
           f"encoder {info['encoder_gflop_per_image'] * 1e3:.1f} MFLOP/img; keras {info['keras']} "
           f"({info['backend']}) on {info['device']}")
-    print(f"{'kind':6s}  {'variant':48s} {'batch':>6s} {'images/s':>14s} {'1st call s':>10s}")
+    print(f"{'kind':6s}  {'variant':56s} {'batch':>6s} {'images/s':>14s} {'1st call s':>10s}")
     for row in results:
-        print(f"{row['kind']:6s}  {row['variant']:48s} {row['batch']:6d} {row['images_per_s']:14,.0f} "
+        print(f"{row['kind']:6s}  {row['variant']:56s} {row['batch']:6d} {row['images_per_s']:14,.0f} "
               f"{row['first_call_s']:10.2f}")
     best = max((r["images_per_s"] for r in results if r["kind"] == "encode"), default=0.0)
     print(f"best encoding rate {best:,.0f} img/s (goal on an H100: 100,000); total {total:.0f} s")
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "gpu_keras.json").write_text(json.dumps({"info": info, "results": results}, indent=2))
-        print(f"wrote {out / 'gpu_keras.json'}")
-    return 0
+    for e in errors:
+        print(f"error in {e}")
+    if out_dir is not None:
+        dump()
+        print(f"wrote {out_dir / 'gpu_keras.json'}")
+    return 0 if results else 1
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ _LAZY = {
     "get_backend": "backends", "list_backends": "backends", "LinearBackend": "backends", "encode_to_store": "backends",
     # data
     "open_source": "data",
+    # filaments
+    "FilamentDetector": "filaments", "make_planted_cloud": "filaments",
     # analysis
     "PCAFrame": "analysis", "BoundingBoxes": "analysis", "streaming_quantiles": "analysis",
     # metrics

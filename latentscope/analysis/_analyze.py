@@ -188,11 +188,19 @@ def analyze(
     opened = None
     if isinstance(source, (str, os.PathLike)):
         source = opened = open_store(source)
+    import contextlib
+
+    from threadpoolctl import threadpool_limits
+
+    # with several workers, BLAS runs single-threaded everywhere (also for eigh between the
+    # passes): oversubscribed OpenBLAS threads spin and can be many times slower
+    limits = threadpool_limits(limits=1, user_api="blas") if n_threads > 1 else contextlib.nullcontext()
     try:
-        return _analyze(source, out_dir, bins=bins, fine_bins=fine_bins, pairs=pairs, n_pairs=n_pairs,
-                        pc_pairs=pc_pairs, by=by, by_threshold=by_threshold, labels=labels, quantiles=quantiles,
-                        core=core, core_trim=core_trim, core_max_iter=core_max_iter, core_tol=core_tol,
-                        figures=figures, progress=progress, n_threads=n_threads, max_bytes=max_bytes)
+        with limits:
+            return _analyze(source, out_dir, bins=bins, fine_bins=fine_bins, pairs=pairs, n_pairs=n_pairs,
+                            pc_pairs=pc_pairs, by=by, by_threshold=by_threshold, labels=labels, quantiles=quantiles,
+                            core=core, core_trim=core_trim, core_max_iter=core_max_iter, core_tol=core_tol,
+                            figures=figures, progress=progress, n_threads=n_threads, max_bytes=max_bytes)
     finally:
         if opened is not None:
             opened.close()

@@ -28,7 +28,7 @@ class _CorePass:
         self.cov = Covariance()
         self.n = 0
         self.kept = 0
-        k = cache.axes32.shape[1]
+        k = cache.axes32.shape[0]
         self.out_n = 0
         self.out_s = np.zeros((3, k))
         self.out_pos = np.zeros(k, np.int64)

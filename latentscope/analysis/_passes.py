@@ -144,13 +144,13 @@ class PowerSums:
         dim = shift.shape[0]
         return cls(np.asarray(shift, np.float64), np.zeros(groups, np.int64), np.zeros((4, groups, dim)))
 
-    def add(self, d: np.ndarray, d2: np.ndarray, g: int) -> None:
-        """Add a block of deviations ``d`` (about ``shift``) and their squares."""
-        self.n[g] += d.shape[0]
-        self.s[0, g] += d.sum(0, dtype=np.float64)
-        self.s[1, g] += d2.sum(0, dtype=np.float64)
-        self.s[2, g] += np.einsum("ij,ij->j", d2, d, dtype=np.float64) if d.dtype == np.float64 else (d2 * d).sum(0, dtype=np.float64)
-        self.s[3, g] += np.einsum("ij,ij->j", d2, d2, dtype=np.float64) if d.dtype == np.float64 else (d2 * d2).sum(0, dtype=np.float64)
+    def add(self, d: np.ndarray, d2: np.ndarray, g: int, axis: int = 0) -> None:
+        """Add deviations ``d`` (about ``shift``) and their squares; ``axis`` runs over the rows."""
+        self.n[g] += d.shape[axis]
+        self.s[0, g] += d.sum(axis, dtype=np.float64)
+        self.s[1, g] += d2.sum(axis, dtype=np.float64)
+        self.s[2, g] += (d2 * d).sum(axis, dtype=np.float64)
+        self.s[3, g] += (d2 * d2).sum(axis, dtype=np.float64)
 
     def merge(self, other: "PowerSums") -> None:
         self.n += other.n
@@ -303,7 +303,7 @@ class FrameCache:
     mean: np.ndarray  # float64 (dim,)
     center32: np.ndarray  # float32 copy of the mean: the centring reference
     inv_scale32: np.ndarray | None
-    axes32: np.ndarray  # (k, dim) float32, transposed copy ready for GEMM: (dim, k)
+    axes32: np.ndarray  # (k, dim) float32 principal axes
     tshift32: np.ndarray  # (k,) correction: ((mean - center32)/scale) @ axes.T
     inv_var: np.ndarray  # (k,) 1/eigenvalue on the numerical rank, 0 beyond
     rank: int
@@ -320,15 +320,23 @@ class FrameCache:
         rank = numerical_rank(ev)
         inv_var = np.zeros_like(ev)
         inv_var[:rank] = 1.0 / ev[:rank]
-        return cls(mean, c32, inv_scale32, np.ascontiguousarray(axes.T.astype(np.float32)),
+        return cls(mean, c32, inv_scale32, np.ascontiguousarray(axes.astype(np.float32)),
                    tshift.astype(np.float32), inv_var, rank)
 
     def rotate(self, d: np.ndarray) -> np.ndarray:
-        """PCA coordinates (float32) of deviations ``d = x - center32``."""
+        """PCA coordinates (float32, shape (n, k)) of deviations ``d = x - center32`` (n, dim)."""
         if self.inv_scale32 is not None:
             d = d * self.inv_scale32
-        t = d @ self.axes32
+        t = d @ self.axes32.T
         t -= self.tshift32
+        return t
+
+    def rotate_columns(self, dT: np.ndarray) -> np.ndarray:
+        """The same for column-wise deviations (dim, n); returns (k, n)."""
+        if self.inv_scale32 is not None:
+            dT = dT * self.inv_scale32[:, None]
+        t = self.axes32 @ dT
+        t -= self.tshift32[:, None]
         return t
 
 
@@ -468,7 +476,6 @@ class SecondPass:
         self.core = Covariance() if core_threshold is not None else None
         self.core_n = 0
         self.n = 0
-        self._ones = None
 
     # -- per block ----------------------------------------------------------------------
     def update(self, x: np.ndarray, group: np.ndarray | None = None) -> "SecondPass":
@@ -476,66 +483,81 @@ class SecondPass:
         if n == 0:
             return self
         self.n += n
-        # deviations about the float32 copy of the mean (the offset delta is corrected exactly)
-        d = x - self.center32 if x.dtype == np.float32 else (x - self.center32.astype(np.float64)).astype(np.float32)
-        dshift = self.delta
+        # everything runs column-wise (dim, n): contiguous per-component reductions and
+        # cache-friendly histogram counting; one transposed copy per block. Temporaries are
+        # dropped as soon as possible to keep the peak memory per block small.
+        xT = np.array(x.T, order="C")  # a copy: it is overwritten below
         if self.raw_hist is not None:
-            self.raw_hist.update(x, group)
-        d2 = d * d
-        self._sums(self.raw_sums, d, d2, group)
-        t = t2 = None
-        if self.cache is not None and (self.pc_hist is not None or self.radial or self.pc_pairs or self.core is not None):
-            t = self.cache.rotate(d)
-            t2 = t * t
-        if self.pc_hist is not None:
-            self.pc_hist.update(t, group)
-            self._sums(self.pc_sums, t, t2, group)
-        if self.radial:
-            self._radial(x, d, d2, t2, dshift, group)
-        elif self.track_norm:
-            rc2 = (d2 @ np.ones(self.dim, np.float32)).astype(np.float64) - 2.0 * (d @ dshift.astype(np.float32)) + float(dshift @ dshift)
-            self.max_cnorm = max(self.max_cnorm, float(np.sqrt(max(rc2.max(), 0.0))))
+            self.raw_hist.update_columns(xT, group)
         if self.raw_pairs:
-            self._pairs(x, self.raw_pairs, self.raw_pair_counts)
+            self._pairs(xT, self.raw_pairs, self.raw_pair_counts)
+        # deviations about the float32 copy of the mean (the offset delta is corrected exactly)
+        if xT.dtype == np.float32:
+            dT = np.subtract(xT, self.center32[:, None], out=xT)
+        else:
+            dT = (xT - self.center32.astype(np.float64)[:, None]).astype(np.float32)
+        del xT
+        d2 = dT * dT
+        self._sums(self.raw_sums, dT, d2, group)
+        radial = self.radial or self.track_norm
+        if radial:
+            s2 = d2.sum(0, dtype=np.float64)  # |x - center32|^2
+            dot_delta = (self.delta.astype(np.float32) @ dT).astype(np.float64)
+            dot_c = (self.center32 @ dT).astype(np.float64) if self.radial else None
+        del d2
+        if self.projection is not None:
+            p = (self.dir32 @ dT).astype(np.float64) - self.dir_shift
+            self.projection.update_columns(p[None, :], group)
+        need_t = self.cache is not None and (self.pc_hist is not None or self.radial or self.pc_pairs
+                                             or self.core is not None)
+        t = self.cache.rotate_columns(dT) if need_t else None
+        del dT
+        if self.pc_hist is not None:
+            self.pc_hist.update_columns(t, group)
         if self.pc_pairs:
             self._pairs(t, self.pc_pairs, self.pc_pair_counts)
-        if self.projection is not None:
-            p = d @ self.dir32
-            p = p.astype(np.float64) - self.dir_shift
-            self.projection.update(p[:, None], group)
-        if self.core is not None:
-            r2 = t2 @ self.cache.inv_var.astype(np.float32)
-            keep = r2 <= self.core_threshold
-            self.core_n += int(keep.sum())
-            self.core.update(t[keep])
+        rm2 = None
+        if t is not None:
+            t2 = t * t
+            if self.pc_hist is not None:
+                self._sums(self.pc_sums, t, t2, group)
+            if self.radial or self.core is not None:
+                rm2 = self.cache.inv_var.astype(np.float32) @ t2
+            del t2
+            if self.core is not None:
+                keep = rm2 <= self.core_threshold
+                self.core_n += int(np.count_nonzero(keep))
+                self.core.update(t[:, keep].T)
+        del t
+        if radial:
+            self._radial(s2, dot_delta, dot_c, rm2, group)
         return self
 
-    def _sums(self, sums: PowerSums, d: np.ndarray, d2: np.ndarray, group: np.ndarray | None) -> None:
+    def _sums(self, sums: PowerSums, dT: np.ndarray, d2: np.ndarray, group: np.ndarray | None) -> None:
         if self.groups == 1:
-            sums.add(d, d2, 0)
+            sums.add(dT, d2, 0, axis=1)
             return
         for g in range(self.groups):
             sel = group == g
             if sel.any():
-                sums.add(d[sel], d2[sel], g)
+                sums.add(dT[:, sel], d2[:, sel], g, axis=1)
 
-    def _radial(self, x, d, d2, t2, dshift, group) -> None:
-        if self._ones is None or self._ones.shape[0] != self.dim:
-            self._ones = np.ones(self.dim, np.float32)
-        s2 = (d2 @ self._ones).astype(np.float64)  # |d|^2, d about center32
-        # |z - mean|^2 = |d - delta|^2 ; |z|^2 = |d + center32|^2
-        dot_delta = (d @ dshift.astype(np.float32)).astype(np.float64) if np.any(dshift) else 0.0
-        rc2 = np.maximum(s2 - 2.0 * dot_delta + float(dshift @ dshift), 0.0)
+    def _radial(self, s2: np.ndarray, dot_delta: np.ndarray, dot_c: np.ndarray | None, rm2: np.ndarray | None,
+                group: np.ndarray | None) -> None:
+        """Radii from |x - center32|^2 and the dot products of the deviations (all rows of a block)."""
+        dshift = self.delta  # mean - center32
+        rc2 = np.maximum(s2 - 2.0 * dot_delta + float(dshift @ dshift), 0.0)  # |z - mean|^2
+        self.max_cnorm = max(self.max_cnorm, float(np.sqrt(rc2.max())))
+        if not self.radial:
+            return
         c = self.center32.astype(np.float64)
-        dot_c = (d @ self.center32).astype(np.float64)
-        ro2 = np.maximum(s2 + 2.0 * dot_c + float(c @ c), 0.0)
-        rm2 = np.maximum((t2 @ self.cache.inv_var.astype(np.float32)).astype(np.float64), 0.0)
+        ro2 = np.maximum(s2 + 2.0 * dot_c + float(c @ c), 0.0)  # |z|^2 = |d + center32|^2
+        rm2 = np.maximum(rm2.astype(np.float64), 0.0)
         vals = {"origin": np.sqrt(ro2), "centered": np.sqrt(rc2), "mahalanobis": np.sqrt(rm2)}
-        self.max_cnorm = max(self.max_cnorm, float(vals["centered"].max()))
-        self.closer["centered"] += int(np.sum(vals["centered"] < self.origin_norm))
-        self.closer["mahalanobis"] += int(np.sum(vals["mahalanobis"] < self.origin_maha))
+        self.closer["centered"] += int(np.count_nonzero(vals["centered"] < self.origin_norm))
+        self.closer["mahalanobis"] += int(np.count_nonzero(vals["mahalanobis"] < self.origin_maha))
         for name, v in vals.items():
-            self.radial_hist[name].update(v[:, None], group)
+            self.radial_hist[name].update_columns(v[None, :], group)
             acc = self.radial_sums[name]
             if self.groups == 1:
                 acc[0, 0] += v.sum()
@@ -545,13 +567,15 @@ class SecondPass:
                 acc[:, 1] += np.bincount(group, weights=v * v, minlength=self.groups)
 
     @staticmethod
-    def _pairs(x: np.ndarray, spec: PairSpec, out: dict) -> None:
+    def _pairs(xT: np.ndarray, spec: PairSpec, out: dict) -> None:
+        """2-D counts of coordinate pairs from a column-wise block (dim, n)."""
         B = spec.bins
         for (i, j) in spec.pairs:
-            a = np.floor((x[:, i] - spec.lo[i]) * (B / (spec.hi[i] - spec.lo[i]))).astype(np.intp)
-            b = np.floor((x[:, j] - spec.lo[j]) * (B / (spec.hi[j] - spec.lo[j]))).astype(np.intp)
-            a[x[:, i] == spec.hi[i]] = B - 1
-            b[x[:, j] == spec.hi[j]] = B - 1
+            xi, xj = xT[i], xT[j]
+            a = np.floor((xi - spec.lo[i]) * (B / (spec.hi[i] - spec.lo[i]))).astype(np.intp)
+            b = np.floor((xj - spec.lo[j]) * (B / (spec.hi[j] - spec.lo[j]))).astype(np.intp)
+            a[xi == spec.hi[i]] = B - 1
+            b[xj == spec.hi[j]] = B - 1
             ok = (a >= 0) & (a < B) & (b >= 0) & (b < B)
             out[(i, j)] += np.bincount(a[ok] * B + b[ok], minlength=B * B).reshape(B, B)
 

@@ -234,34 +234,31 @@ def quantiles_from_counts(
     width = (hi - lo) / bins
     vmin = lo if vmin is None else np.asarray(vmin, np.float64)
     vmax = hi if vmax is None else np.asarray(vmax, np.float64)
-    out = np.full((q.size, dim), np.nan)
-
-    def order_stat(r: np.ndarray) -> np.ndarray:
-        # r: (dim,) 0-based ranks over all n values (under + inner + over)
-        ri = r - under
-        ok = (ri >= 0) & (ri < inner)
-        rc = np.clip(ri, 0, np.maximum(inner - 1, 0))
-        j = (cum <= rc[:, None]).sum(1)
-        j = np.minimum(j, bins - 1)
-        cnt = counts[np.arange(dim), j]
-        before = cum[np.arange(dim), j] - cnt
-        with np.errstate(invalid="ignore", divide="ignore"):
-            pos = (rc - before + 0.5) / np.maximum(cnt, 1)
-        v = lo + (j + pos) * width
-        v = np.clip(v, vmin, vmax)
-        v = np.where(r == 0, vmin, v)
-        v = np.where(r == n - 1, vmax, v)
-        return np.where(ok | (r == 0) & (under == 0) | (r == n - 1) & (over == 0), v, np.nan)
-
-    for k, level in enumerate(q):
-        h = level * (n - 1)
-        r0 = np.floor(h).astype(np.int64)
-        frac = h - r0
-        r1 = np.minimum(r0 + 1, n - 1)
-        v0 = order_stat(r0)
-        v1 = order_stat(r1)
-        out[k] = np.where(n > 0, v0 + frac * (v1 - v0), np.nan)
-    return out
+    h = q[:, None] * (n - 1)[None, :]  # (levels, dim) fractional ranks
+    r0 = np.floor(h).astype(np.int64)
+    frac = h - r0
+    r1 = np.minimum(r0 + 1, np.maximum(n - 1, 0))
+    ranks = np.concatenate([r0, r1])  # (2 levels, dim)
+    ri = ranks - under[None, :]
+    ok = (ri >= 0) & (ri < inner[None, :])
+    rc = np.clip(ri, 0, np.maximum(inner - 1, 0)[None, :])
+    j = np.empty_like(rc)
+    for c in range(dim):  # bin of each order statistic: first j with cum[j] > rank
+        j[:, c] = np.searchsorted(cum[c], rc[:, c], side="right")
+    j = np.minimum(j, bins - 1)
+    cols = np.broadcast_to(np.arange(dim), j.shape)
+    cnt = counts[cols, j]
+    before = cum[cols, j] - cnt
+    pos = (rc - before + 0.5) / np.maximum(cnt, 1)
+    v = lo[None, :] + (j + pos) * width[None, :]
+    v = np.clip(v, vmin[None, :], vmax[None, :])
+    v = np.where(ranks == 0, vmin[None, :], v)
+    v = np.where(ranks == (n - 1)[None, :], vmax[None, :], v)
+    v = np.where(ok | ((ranks == 0) & (under == 0)[None, :]) | ((ranks == (n - 1)[None, :]) & (over == 0)[None, :]),
+                 v, np.nan)
+    L = q.size
+    out = v[:L] + frac * (v[L:] - v[:L])
+    return np.where((n > 0)[None, :], out, np.nan)
 
 
 class FineHistogram:
@@ -310,12 +307,14 @@ class FineHistogram:
             self.lo = np.full(dim, self.lo[0])
             self.hi = np.full(dim, self.hi[0])
             self.dim = dim
-        self.counts = np.zeros(self.groups * self.dim * self.bins + 1, dtype=np.int64)  # +1: trash slot
+        # layout (dim, groups, bins): a run of components is one contiguous slice (column chunks);
+        # int32 counters (promoted to int64 before they could overflow)
+        self.counts = np.zeros((self.dim, self.groups, self.bins), dtype=np.int32)
+        self.n_seen = 0
         self.underflow = np.zeros((self.groups, self.dim), np.int64)
         self.overflow = np.zeros((self.groups, self.dim), np.int64)
         self.vmin = np.full((self.groups, self.dim), np.inf)
         self.vmax = np.full((self.groups, self.dim), -np.inf)
-        self._offsets = (np.arange(self.dim, dtype=np.intp) * self.bins)
         self._prepare()
 
     def _prepare(self) -> None:
@@ -345,13 +344,13 @@ class FineHistogram:
         need = (bmin < self.lo) | (bmax > self.hi)
         if not need.any():
             return
-        counts = self.counts[:-1].reshape(self.groups, self.dim, B)
+        counts = self.counts
         for c in np.flatnonzero(need):
             lo, hi = self.lo[c], self.hi[c]
             while bmin[c] < lo or bmax[c] > hi:
                 w = hi - lo
-                pairs = counts[:, c, :].reshape(self.groups, B // 2, 2).sum(2)
-                new = np.zeros((self.groups, B), np.int64)
+                pairs = counts[c].reshape(self.groups, B // 2, 2).sum(2)
+                new = np.zeros((self.groups, B), counts.dtype)
                 if bmin[c] < lo and bmax[c] > hi:
                     lo, hi = lo - w / 2, hi + w / 2
                     new[:, B // 4 : B // 4 + B // 2] = pairs
@@ -361,25 +360,35 @@ class FineHistogram:
                 else:
                     lo = hi - 2 * w
                     new[:, B // 2 :] = pairs
-                counts[:, c, :] = new
+                counts[c] = new
             self.lo[c], self.hi[c] = lo, hi
         self._prepare()
 
     # -- update -------------------------------------------------------------------------
     def update(self, block: Any, group: np.ndarray | None = None) -> "FineHistogram":
-        """Add the rows of a block (n, dim); ``group`` gives each row's group index."""
+        """Add the rows of a block of shape (n, dim); ``group`` gives each row's group index."""
         x = np.asarray(block)
         if x.ndim != 2:
             raise InvalidParameterError(f"FineHistogram.update: block must be 2-D; got shape {x.shape}.")
-        if x.dtype not in (np.float32, np.float64):
-            x = x.astype(np.float64)
+        return self.update_columns(np.ascontiguousarray(x.T), group)
+
+    def update_columns(self, xT: Any, group: np.ndarray | None = None) -> "FineHistogram":
+        """Add a block given column-wise, shape (dim, n) (the fast layout: no transpose)."""
+        xT = np.asarray(xT)
+        if xT.ndim != 2:
+            raise InvalidParameterError(f"FineHistogram.update: block must be 2-D; got shape {xT.shape}.")
+        if xT.dtype not in (np.float32, np.float64):
+            xT = xT.astype(np.float64)
+        if not xT.flags.c_contiguous:
+            xT = np.ascontiguousarray(xT)
+        d = xT.shape[0]
         if self.counts is None:
-            if self.dim not in (1, x.shape[1]):
-                raise InvalidParameterError(f"FineHistogram.update: block must have {self.dim} columns; got {x.shape[1]}.")
-            self._allocate(x.shape[1])
-        elif x.shape[1] != self.dim:
-            raise InvalidParameterError(f"FineHistogram.update: block must have {self.dim} columns; got {x.shape[1]}.")
-        n = x.shape[0]
+            if self.dim not in (1, d):
+                raise InvalidParameterError(f"FineHistogram.update: block must have {self.dim} columns; got {d}.")
+            self._allocate(d)
+        elif d != self.dim:
+            raise InvalidParameterError(f"FineHistogram.update: block must have {self.dim} columns; got {d}.")
+        n = xT.shape[1]
         if n == 0:
             return self
         if self.groups > 1:
@@ -388,18 +397,18 @@ class FineHistogram:
             group = np.asarray(group, dtype=np.intp)
             if group.shape != (n,) or (group.size and (group.min() < 0 or group.max() >= self.groups)):
                 raise InvalidParameterError(f"FineHistogram.update: group must hold {n} indices in [0, {self.groups}).")
-        bmin = x.min(0).astype(np.float64)
-        bmax = x.max(0).astype(np.float64)
+        bmin = xT.min(1).astype(np.float64)
+        bmax = xT.max(1).astype(np.float64)
         if not (np.isfinite(bmin).all() and np.isfinite(bmax).all()):
             raise NonFiniteError("FineHistogram.update: the block holds non-finite values.")
         if self.grow:
             self._grow_to(bmin, bmax)
         inside = bool(np.all(bmin >= self.lo) and np.all(bmax <= self.hi))
-        self._update_extremes(x, bmin, bmax, group)
-        self._bin(x, group, inside)
+        self._update_extremes(xT, bmin, bmax, group)
+        self._bin(xT, group, inside)
         return self
 
-    def _update_extremes(self, x: np.ndarray, bmin: np.ndarray, bmax: np.ndarray, group: np.ndarray | None) -> None:
+    def _update_extremes(self, xT: np.ndarray, bmin: np.ndarray, bmax: np.ndarray, group: np.ndarray | None) -> None:
         if self.groups == 1:
             np.minimum(self.vmin[0], bmin, out=self.vmin[0])
             np.maximum(self.vmax[0], bmax, out=self.vmax[0])
@@ -407,47 +416,85 @@ class FineHistogram:
         for g in range(self.groups):
             sel = group == g
             if sel.any():
-                xs = x[sel]
-                np.minimum(self.vmin[g], xs.min(0), out=self.vmin[g])
-                np.maximum(self.vmax[g], xs.max(0), out=self.vmax[g])
+                xs = xT[:, sel]
+                np.minimum(self.vmin[g], xs.min(1), out=self.vmin[g])
+                np.maximum(self.vmax[g], xs.max(1), out=self.vmax[g])
 
-    def _bin(self, x: np.ndarray, group: np.ndarray | None, inside: bool) -> None:
-        B, dim = self.bins, self.dim
-        use32 = x.dtype == np.float32 and self._thr32 is not None
+    #: Values per chunk of components binned at once (keeps temporaries small and in cache).
+    CHUNK_VALUES = 1 << 18
+
+    def _bin(self, xT: np.ndarray, group: np.ndarray | None, inside: bool) -> None:
+        """Count a (dim, n) block, a run of components at a time.
+
+        Column-major indices keep each component's bins in cache while counting.
+        """
+        dim, n = xT.shape
+        self.n_seen += n
+        if self.counts.dtype == np.int32 and self.n_seen >= np.iinfo(np.int32).max:
+            self.counts = self.counts.astype(np.int64)
+        step = max(1, self.CHUNK_VALUES // max(n, 1))
+        gofs = None
+        if self.groups > 1:
+            gofs = group * self.bins
+        for c0 in range(0, dim, step):
+            c1 = min(dim, c0 + step)
+            self._bin_chunk(xT[c0:c1], c0, gofs, group, inside)
+
+    def _bin_chunk(self, xT: np.ndarray, c0: int, gofs: np.ndarray | None, group: np.ndarray | None,
+                   inside: bool) -> None:
+        B, G = self.bins, self.groups
+        k, n = xT.shape
+        sl = slice(c0, c0 + k)
+        use32 = xT.dtype == np.float32 and self._thr32 is not None
+        total = k * G * B  # local bins; index total is the trash slot
         with np.errstate(invalid="ignore", over="ignore"):
             if use32:
-                t = np.subtract(x, self._lo32)
-                t *= self._scale32
-                t += self._shift32
-                thr = self._thr32
+                t = np.subtract(xT, self._lo32[sl, None])
+                t *= self._scale32[sl, None]
+                t += self._shift32[sl, None]
+                eps = np.float32(0.5) - self._thr32
             else:
-                t = np.subtract(x, self.lo, dtype=np.float64)
-                t *= self._scale
-                thr = self._thr64
+                t = np.subtract(xT, self.lo[sl, None], dtype=np.float64)
+                t *= self._scale[sl, None]
+                eps = 0.5 - self._thr64
             f = np.floor(t)
-            np.subtract(t, f, out=t)
-            t -= 0.5
-            np.abs(t, out=t)
-            flag = t <= thr
-            np.logical_not(flag, out=flag)  # NaN (overflowing positions) are flagged too
-            idx = f.astype(np.intp)
-        del t, f
-        if not inside:
-            flag |= idx < 0
-            flag |= idx >= B
-        idx += self._offsets
-        if self.groups > 1:
-            idx += (group * (dim * B))[:, None]
+            np.subtract(t, f, out=t)  # position inside the bin, in [0, 1)
+            flag = t < eps
+            flag |= t > 1 - eps
+            if not inside:
+                flag |= f < 0
+                flag |= f > B - 1
+            del t
+            offs = np.arange(k, dtype=np.intp) * (G * B)
+            if total < (1 << 24) if f.dtype == np.float32 else total < (1 << 52):
+                f += offs.astype(f.dtype)[:, None]  # integers: exact in this precision
+                if gofs is not None:
+                    f += gofs.astype(f.dtype)[None, :]
+                if not inside:
+                    f[flag] = 0
+                idx = f.astype(np.intp)
+            else:
+                if not inside:
+                    f[flag] = 0
+                idx = f.astype(np.intp)
+                idx += offs[:, None]
+                if gofs is not None:
+                    idx += gofs[None, :]
+        del f
         flat = np.flatnonzero(flag)
         if flat.size:
-            rows, cols = np.divmod(flat, dim)
-            self._fix(x, idx, rows, cols, group)
-        self.counts += np.bincount(idx.ravel(), minlength=self.counts.size)
+            cols, rows = np.divmod(flat, n)
+            self._fix(xT, idx, flat, rows, cols, c0, group)
+        bc = np.bincount(idx.ravel(), minlength=total + 1)
+        self.counts[sl] += bc[:total].reshape(k, G, B).astype(self.counts.dtype, copy=False)
 
-    def _fix(self, x: np.ndarray, idx: np.ndarray, rows: np.ndarray, cols: np.ndarray, group: np.ndarray | None) -> None:
+    def _fix(self, xT: np.ndarray, idx: np.ndarray, flat: np.ndarray, rows: np.ndarray, lcols: np.ndarray, c0: int,
+             group: np.ndarray | None) -> None:
         """Exact bins (against the float64 edges) for values near an edge or outside the range."""
-        B, dim = self.bins, self.dim
-        xe = x[rows, cols].astype(np.float64)
+        B, G = self.bins, self.groups
+        k = xT.shape[0]
+        cols = lcols + c0
+        xe = xT.ravel()[flat].astype(np.float64)
         lo, hi, step = self.lo[cols], self.hi[cols], self._step[cols]
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             j = np.floor((xe - lo) / step)
@@ -460,15 +507,13 @@ class FineHistogram:
         j = np.where(xe == hi, B - 1, np.clip(j, 0, B - 1))
         bad = ~(under | over) & ~((_edge_at(j, lo, hi, step, B) <= xe)
                                   & ((xe < _edge_at(j + 1, lo, hi, step, B)) | (j == B - 1)))
-        for k in np.flatnonzero(bad):  # pathological ranges only: search the column's edges
-            c = cols[k]
-            j[k] = min(B - 1, max(0, int(np.searchsorted(fine_edges(self.lo[c:c + 1], self.hi[c:c + 1], B)[0],
-                                                         xe[k], side="right")) - 1))
+        for q in np.flatnonzero(bad):  # pathological ranges only: search the column's edges
+            c = cols[q]
+            j[q] = min(B - 1, max(0, int(np.searchsorted(fine_edges(self.lo[c:c + 1], self.hi[c:c + 1], B)[0],
+                                                         xe[q], side="right")) - 1))
         g = np.zeros(rows.size, np.intp) if group is None else group[rows]
-        flat = j + cols * B + g * (dim * B)
-        trash = self.counts.size - 1
-        flat = np.where(under | over, trash, flat)
-        idx[rows, cols] = flat
+        fl = j + lcols * (G * B) + g * B
+        idx.ravel()[flat] = np.where(under | over, k * G * B, fl)
         if under.any():
             np.add.at(self.underflow, (g[under], cols[under]), 1)
         if over.any():
@@ -489,7 +534,10 @@ class FineHistogram:
             other._grow_to(self.lo, self.hi)
         if not (np.array_equal(self.lo, other.lo) and np.array_equal(self.hi, other.hi)):
             raise InvalidParameterError("FineHistogram.merge: both histograms must have the same ranges.")
+        if other.counts.dtype == np.int64 or self.n_seen + other.n_seen >= np.iinfo(np.int32).max:
+            self.counts = self.counts.astype(np.int64)
         self.counts += other.counts
+        self.n_seen += other.n_seen
         self.underflow += other.underflow
         self.overflow += other.overflow
         np.minimum(self.vmin, other.vmin, out=self.vmin)
@@ -507,7 +555,7 @@ class FineHistogram:
     def result(self) -> FineHistogramResult:
         if self.counts is None:
             raise InvalidParameterError("FineHistogram.result: no block was seen, so the number of components is unknown.")
-        c = self.counts[:-1].reshape(self.groups, self.dim, self.bins).copy()
+        c = np.ascontiguousarray(self.counts.transpose(1, 0, 2)).astype(np.int64)
         return FineHistogramResult(self.lo.copy(), self.hi.copy(), c, self.underflow.copy(), self.overflow.copy(),
                                    self.vmin.copy(), self.vmax.copy())
 

@@ -1,1 +1,16 @@
-"""Filament detection in high-dimensional point clouds."""
+"""Filament detection in high-dimensional point clouds.
+
+:class:`FilamentDetector` finds thin, elongated, dense structures among z-points
+(method and measurements: ``docs/filaments.md``); :func:`make_planted_cloud` builds
+benchmark clouds with planted filaments, blobs and sheets, and :func:`score_planted`
+scores a detection against them.
+"""
+
+from ._detector import COLUMNS, Filament, FilamentDetector
+from ._knn import KNN_METHODS
+from ._planted import PlantedCloud, PlantedStructure, make_planted_cloud, score_planted
+
+__all__ = [
+    "FilamentDetector", "Filament", "COLUMNS", "KNN_METHODS",
+    "make_planted_cloud", "score_planted", "PlantedCloud", "PlantedStructure",
+]

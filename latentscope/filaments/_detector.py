@@ -37,6 +37,10 @@ COLUMNS = {
     "filament_id": np.int32,
 }
 
+#: Scalar fields of the filament table (CSV columns, JSON keys).
+TABLE_FIELDS = ("id", "n_members", "length", "thickness", "aspect", "linearity", "snr", "density",
+                "p_value", "significance", "start_index", "end_index")
+
 StageProgress = Callable[[str, int, int], None]
 
 
@@ -103,13 +107,8 @@ class Filament:
         return float(-np.log10(max(self.p_value, 1e-300)))
 
     def summary(self) -> dict[str, Any]:
-        """Scalar fields as a JSON-friendly dict (no vectors)."""
-        return {
-            "id": self.id, "n_members": self.n_members, "length": self.length, "thickness": self.thickness,
-            "aspect": self.aspect, "linearity": self.linearity, "snr": self.snr, "density": self.density,
-            "p_value": self.p_value, "significance": self.significance,
-            "start_index": self.start_index, "end_index": self.end_index,
-        }
+        """Scalar fields (:data:`TABLE_FIELDS`) as a JSON-friendly dict."""
+        return {name: getattr(self, name) for name in TABLE_FIELDS}
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as a JSON-friendly dict (vectors as lists)."""
@@ -271,6 +270,13 @@ class FilamentDetector:
     def __repr__(self) -> str:
         return f"FilamentDetector(k={self.k}, fdr={self.fdr}, knn={self.knn!r})"
 
+    def get_params(self) -> dict[str, Any]:
+        """The constructor parameters, by name."""
+        import inspect  # noqa: PLC0415
+
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {name: getattr(self, name) for name in names}
+
     # -- validation -----------------------------------------------------------------------
     def _check_params(self) -> None:
         own = "FilamentDetector"
@@ -355,7 +361,7 @@ class FilamentDetector:
 
         # 1. graphs of the data and of a Gaussian null cloud with the same mean and covariance
         t1 = time.perf_counter()
-        null = self._null_cloud(U, gen)
+        null, mean, var, axes = self._null_cloud(U, gen)
 
         def graph_cb(offset: int) -> Callable[[int, int], None]:
             return lambda done, total: report("graph", offset * total + done, 2 * total)
@@ -393,6 +399,10 @@ class FilamentDetector:
             out[rows] = a[inverse]
             return out
 
+        n_pc = min(6, dim)
+        self.pca_mean_ = mean
+        self.pca_components_ = axes[:n_pc]
+        self.pca_variance_ = var[:n_pc]
         self.n_points_ = n_total
         self.n_unique_ = n
         self.z_dim_ = dim
@@ -430,15 +440,93 @@ class FilamentDetector:
         self.timings_ = times
         return self
 
-    def _null_cloud(self, U: np.ndarray, gen: np.random.Generator) -> np.ndarray:
-        """As many points as U from the Gaussian with U's mean and covariance (float32)."""
+    # -- results --------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """A JSON-friendly summary: sizes, parameters, timings and the filament table."""
+        check_is_fitted(self, "filaments_")
+        params = {k: v for k, v in self.get_params().items() if k != "rng"}
+        params["rng"] = self.rng if isinstance(self.rng, (int, type(None))) else repr(self.rng)
+        return {
+            "n_points": int(self.n_points_),
+            "n_unique": int(self.n_unique_),
+            "n_skipped_nonfinite": int(np.isnan(self.density_).sum()),
+            "z_dim": int(self.z_dim_),
+            "knn_method": self.knn_method_,
+            "n_candidates": int(self.candidates_.sum()),
+            "n_filaments": len(self.filaments_),
+            "n_filament_points": int((self.labels_ >= 0).sum()),
+            "params": params,
+            "timings_s": {k: round(float(v), 3) for k, v in self.timings_.items()},
+            "filaments": [f.summary() for f in self.filaments_],
+        }
+
+    def write_table(self, path: str | Path, *, vectors: bool = False) -> Path:
+        """Write the filament table as CSV (``.csv``) or JSON (any other suffix).
+
+        Parameters
+        ----------
+        path : str or Path
+        vectors : bool, default=False
+            JSON only: add each filament's direction, end points, spine and members.
+        """
+        check_is_fitted(self, "filaments_")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix.lower() == ".csv":
+            import csv  # noqa: PLC0415
+
+            cols = list(TABLE_FIELDS)
+            with path.open("w", newline="", encoding="utf-8") as fh:
+                w = csv.DictWriter(fh, fieldnames=cols)
+                w.writeheader()
+                for f in self.filaments_:
+                    w.writerow(f.summary())
+        else:
+            rows = [f.to_dict() if vectors else f.summary() for f in self.filaments_]
+            path.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+        return path
+
+    def write_columns(self, store: Any, *, overwrite: bool = True) -> list[str]:
+        """Write the per-point results into a store as columns; return their names.
+
+        Columns: ``local_dim``, ``linearity``, ``density``, ``density_pvalue`` (float32,
+        NaN for skipped non-finite rows) and ``filament_id`` (int32, -1 for none).
+
+        Parameters
+        ----------
+        store : ZStore
+            Open for appending (``mode="a"``), with the fitted number of rows.
+        overwrite : bool, default=True
+            Replace columns of the same names.
+        """
+        check_is_fitted(self, "filaments_")
+        if store.n_rows != self.n_points_:
+            raise InvalidParameterError(
+                f"FilamentDetector.write_columns: the store has {store.n_rows} rows but the detector was fitted "
+                f"on {self.n_points_}."
+            )
+        values = {
+            "local_dim": self.local_dim_, "linearity": self.linearity_, "density": self.density_,
+            "density_pvalue": self.density_pvalue_, "filament_id": self.labels_,
+        }
+        for name, dtype in COLUMNS.items():
+            store.write_column(name, np.asarray(values[name]).astype(dtype), overwrite=overwrite)
+        return list(COLUMNS)
+
+    def _null_cloud(self, U: np.ndarray, gen: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """As many points as U from the Gaussian with U's mean and covariance (float32).
+
+        Also returns the mean, and the covariance's eigenvalues (descending) and
+        eigenvectors (as rows).
+        """
         n, dim = U.shape
         mean = U.mean(axis=0, dtype=np.float64)
         cov = np.zeros((dim, dim))
-        step = max(1, (32 << 20) // (8 * dim))
+        step = max(1, (32 << 20) // (4 * dim))
+        mean32 = mean.astype(np.float32)
         for lo in range(0, n, step):
-            b = U[lo:lo + step].astype(np.float64) - mean
-            cov += b.T @ b
+            b = U[lo:lo + step] - mean32
+            cov += b.T @ b  # float32 products of centred blocks, summed in float64
         cov /= max(1, n - 1)
         w, V = np.linalg.eigh(cov)
         A = (V * np.sqrt(np.clip(w, 0.0, None))).T.astype(np.float32)  # z @ A has covariance cov
@@ -447,7 +535,7 @@ class FilamentDetector:
             hi = min(n, lo + step)
             out[lo:hi] = gen.standard_normal((hi - lo, dim), dtype=np.float32) @ A
         out += mean.astype(np.float32)
-        return out
+        return out, mean, np.clip(w[::-1], 0.0, None), V[:, ::-1].T.copy()
 
     def _structures(self, U, i_data, cand, pval, density, s_lin, s_snr, s_dim, gen, report) -> list[dict]:
         """Analyse the connected candidate structures; return the filaments found."""

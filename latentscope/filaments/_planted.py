@@ -9,7 +9,7 @@ import numpy as np
 from .._validation import SeedLike, check_rng
 from ..exceptions import InvalidParameterError
 
-__all__ = ["PlantedStructure", "PlantedCloud", "make_planted_cloud", "CURVE_SHAPES"]
+__all__ = ["PlantedStructure", "PlantedCloud", "make_planted_cloud", "score_planted", "CURVE_SHAPES"]
 
 #: Shapes of planted filaments, used in turn.
 CURVE_SHAPES = ("line", "arc", "curve")
@@ -239,3 +239,59 @@ def make_planted_cloud(
                             + [np.full(p.shape[0], i, np.int64) for i, p in enumerate(parts)])
     order = gen.permutation(n_points)
     return PlantedCloud(z=z[order].astype(np.float32), labels=labels[order], structures=tuple(structures))
+
+
+def score_planted(cloud: PlantedCloud, labels: np.ndarray) -> dict:
+    """Compare detected filament labels with a planted cloud's ground truth.
+
+    A detected filament *matches* the planted filament that holds more than half of
+    its members.
+
+    Parameters
+    ----------
+    cloud : PlantedCloud
+    labels : ndarray of shape (n_points,)
+        Detected filament id per point, -1 for none (e.g. ``FilamentDetector.labels_``).
+
+    Returns
+    -------
+    dict
+        ``precision`` and ``recall`` of filament membership over points (blob, sheet
+        and bulk points reported in a filament are false positives; NaN when nothing
+        is reported or planted), ``matches`` (detected filaments matching each planted
+        filament), ``matched_once`` (every planted filament matched by exactly one
+        detected filament), ``n_detected``, ``n_planted``, ``unmatched_detected``
+        (detected filaments matching no planted one) and ``reported_by_kind`` (reported
+        points per ground-truth kind, ``"bulk"`` included).
+    """
+    labels = np.asarray(labels)
+    if labels.shape != cloud.labels.shape:
+        raise InvalidParameterError(
+            f"score_planted: labels must have shape {cloud.labels.shape} (one per point); got {labels.shape}."
+        )
+    truth = cloud.filament_mask
+    reported = labels >= 0
+    tp = int((truth & reported).sum())
+    precision = tp / reported.sum() if reported.any() else float("nan")
+    recall = tp / truth.sum() if truth.any() else float("nan")
+    fil = cloud.filament_labels
+    n_planted = int(sum(s.kind == "filament" for s in cloud.structures))
+    matches = np.zeros(n_planted, np.int64)
+    unmatched = 0
+    det_ids = np.unique(labels[reported])
+    for d in det_ids:
+        lab = fil[labels == d]
+        vals, counts = np.unique(lab, return_counts=True)
+        j = int(np.argmax(counts))
+        if vals[j] >= 0 and counts[j] > lab.size / 2:
+            matches[vals[j]] += 1
+        else:
+            unmatched += 1
+    kinds = np.array([s.kind for s in cloud.structures] + ["bulk"])
+    rep_kind = kinds[cloud.labels[reported]]
+    by_kind = {kind: int((rep_kind == kind).sum()) for kind in ("filament", "blob", "sheet", "bulk")}
+    return {
+        "precision": float(precision), "recall": float(recall), "matches": matches.tolist(),
+        "matched_once": bool(n_planted > 0 and np.all(matches == 1)), "n_detected": int(det_ids.size),
+        "n_planted": n_planted, "unmatched_detected": int(unmatched), "reported_by_kind": by_kind,
+    }

@@ -42,6 +42,22 @@ class Spine:
     direction: np.ndarray
 
 
+def _top_direction(Pc: np.ndarray) -> np.ndarray:
+    """Unit leading principal direction of centred points (via the smaller Gram side)."""
+    from ._local import single_blas_thread  # noqa: PLC0415
+
+    n, dim = Pc.shape
+    with single_blas_thread():
+        if n >= dim:
+            _, v = np.linalg.eigh(Pc.T @ Pc)
+            u = v[:, -1]
+        else:
+            _, v = np.linalg.eigh(Pc @ Pc.T)
+            u = Pc.T @ v[:, -1]
+    norm = np.linalg.norm(u)
+    return u / norm if norm > 0 else np.eye(dim)[0]
+
+
 def _kmeans(P: np.ndarray, n_nodes: int, rng: np.random.Generator, n_iter: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Farthest-point initialisation and a few Lloyd steps; returns (centres, labels)."""
     n = P.shape[0]
@@ -116,8 +132,7 @@ def fit_spine(P: np.ndarray, rng: np.random.Generator, *, points_per_node: int =
         tang = np.gradient(nodes, axis=0)
         tang /= np.maximum(np.linalg.norm(tang, axis=1, keepdims=True), 1e-300)
     else:
-        _, _, vt = np.linalg.svd(Pc, full_matrices=False)
-        tang = vt[:1]
+        tang = _top_direction(Pc)[None, :]
     # every group hangs on its nearest path node
     node_of_group = np.argmin(W[:, path], axis=1)
     j = node_of_group[lab]
@@ -129,8 +144,7 @@ def fit_spine(P: np.ndarray, rng: np.random.Generator, *, points_per_node: int =
     start, end = int(np.argmin(position)), int(np.argmax(position))
     position = position - position[start]
     length = float(position[end])
-    _, _, vt = np.linalg.svd(Pc, full_matrices=False)
-    direction = vt[0]
+    direction = _top_direction(Pc)
     if direction @ (P[end] - P[start]) < 0:
         direction = -direction
     return Spine(

@@ -101,4 +101,9 @@ def test_cli_encode_killed_and_resumed_equals_uninterrupted(tiny_model, tiny_mod
     with open_store(full) as a, open_store(part) as b:
         assert b.n_rows == n
         np.testing.assert_array_equal(b.read_ids(), a.read_ids())
-        np.testing.assert_array_equal(b.read(), a.read())
+        za, zb = a.read(), b.read()
+        # TensorFlow's CPU kernels are deterministic within a process; across fresh
+        # processes results have differed in the last bits once, so compare to rounding.
+        bad = np.flatnonzero(np.abs(za - zb).max(axis=1) > 0)
+        np.testing.assert_allclose(zb, za, rtol=1e-5, atol=1e-6,
+                                   err_msg=f"{bad.size} rows differ (first {bad[:5]}); killed at {killed_at}")

@@ -1,0 +1,172 @@
+"""Benchmark of FilamentDetector on planted and null clouds (issue 7).
+
+Run on demand (not collected by pytest)::
+
+    python benchmarks/bench_filaments.py                   # 200,000 x 256, 10 null seeds
+    python benchmarks/bench_filaments.py --n 20000 --null-seeds 3
+    python benchmarks/bench_filaments.py --compare-knn     # also time the kNN engines
+
+It prints, in one run:
+
+- the planted benchmark (10 filaments, 3 blobs, 3 sheets in a Gaussian bulk):
+  membership precision and recall, matches per planted filament, fit time, peak
+  traced memory of the fit and the process's peak RSS;
+- the null benchmark: pure Gaussian clouds of the same size, the number of seeds on
+  which any filament is reported;
+- the baseline: an exact kNN graph of the data and of the null cloud (what the
+  detector would cost with exact neighbours everywhere), extrapolated from the
+  exact neighbours of 2,000 queries, next to the fit time, with the ratio;
+- with ``--compare-knn``: time and recall@k of the forest, faiss IVF and faiss HNSW
+  (when faiss is installed) against exact neighbours, for planted-structure queries
+  and for bulk queries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+try:
+    import latentscope  # noqa: F401
+except ImportError:  # run from a checkout without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from latentscope.filaments import FilamentDetector, make_planted_cloud, score_planted  # noqa: E402
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def timed_fit(z: np.ndarray, **params) -> tuple[FilamentDetector, float, float]:
+    """Fit; return the detector, the wall time and the traced peak memory (MB)."""
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    det = FilamentDetector(**params).fit(z)
+    wall = time.perf_counter() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return det, wall, peak / 2**20
+
+
+def exact_queries(z: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, float]:
+    """Exact k nearest neighbours of some rows (BLAS), and the seconds it took."""
+    t0 = time.perf_counter()
+    zc = z - z.mean(axis=0)
+    sq = np.einsum("ij,ij->i", zc, zc)
+    out = np.empty((queries.size, k), np.int64)
+    for lo in range(0, queries.size, 500):
+        q = queries[lo:lo + 500]
+        d2 = sq[q][:, None] - 2.0 * zc[q] @ zc.T + sq[None, :]
+        d2[np.arange(q.size), q] = np.inf
+        part = np.argpartition(d2, k - 1, axis=1)[:, :k]
+        out[lo:lo + 500] = part
+    return out, time.perf_counter() - t0
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(a) & set(b)) / truth.shape[1] for a, b in zip(found, truth)]))
+
+
+def compare_knn(z: np.ndarray, structure: np.ndarray, k: int, seed: int) -> None:
+    from latentscope.filaments._knn import faiss_available, faiss_ivf_knn, forest_knn
+
+    rng = np.random.default_rng(seed)
+    qs = np.concatenate([rng.choice(np.flatnonzero(structure), 1000, replace=False),
+                         rng.choice(np.flatnonzero(~structure), 1000, replace=False)])
+    truth, t_ex = exact_queries(z, qs, k)
+    n = z.shape[0]
+    print(f"\nkNN engines, k={k}, {n} x {z.shape[1]} (recall@{k} on 1,000 structure / 1,000 bulk queries)")
+    print(f"  exact BLAS              {t_ex * n / qs.size:8.1f} s (extrapolated from {qs.size} queries)")
+    for trees, leaf in ((1, 512), (2, 256), (2, 512), (3, 512)):
+        t0 = time.perf_counter()
+        _, idx = forest_knn(z, k, n_trees=trees, leaf_size=leaf, rng=np.random.default_rng(seed))
+        t = time.perf_counter() - t0
+        print(f"  forest trees={trees} leaf={leaf:<4d}  {t:8.1f} s   recall structure {recall_at_k(idx[qs[:1000]], truth[:1000]):.3f}"
+              f"  bulk {recall_at_k(idx[qs[1000:]], truth[1000:]):.3f}")
+    if not faiss_available():
+        print("  faiss not installed: IVF/HNSW skipped")
+        return
+    import faiss
+
+    for nprobe in (1, 2):
+        t0 = time.perf_counter()
+        _, idx = faiss_ivf_knn(z, k, nprobe=nprobe, rng=np.random.default_rng(seed))
+        t = time.perf_counter() - t0
+        print(f"  faiss IVF{int(round(np.sqrt(n)))} nprobe={nprobe}   {t:8.1f} s   recall structure "
+              f"{recall_at_k(idx[qs[:1000]], truth[:1000]):.3f}  bulk {recall_at_k(idx[qs[1000:]], truth[1000:]):.3f}")
+    t0 = time.perf_counter()
+    index = faiss.IndexHNSWFlat(z.shape[1], 16)
+    index.hnsw.efConstruction = 40
+    index.add(np.ascontiguousarray(z, dtype=np.float32))
+    t_build = time.perf_counter() - t0
+    index.hnsw.efSearch = 32
+    t0 = time.perf_counter()
+    _, idx = index.search(np.ascontiguousarray(z[qs], dtype=np.float32), k + 1)
+    t_q = time.perf_counter() - t0
+    idx = np.array([[j for j in row if j != q][:k] for row, q in zip(idx, qs)])
+    print(f"  faiss HNSW16 efSearch=32 {t_build + t_q * n / qs.size:7.1f} s (build {t_build:.1f} s + queries extrapolated)"
+          f"   recall structure {recall_at_k(idx[:1000], truth[:1000]):.3f}  bulk {recall_at_k(idx[1000:], truth[1000:]):.3f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=200_000)
+    ap.add_argument("--dim", type=int, default=256)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--null-seeds", type=int, default=10)
+    ap.add_argument("--knn", default="auto")
+    ap.add_argument("--k", type=int, default=16)
+    ap.add_argument("--compare-knn", action="store_true")
+    args = ap.parse_args(argv)
+
+    scale = args.n / 200_000
+    sizes = dict(
+        filament_points=(max(40, int(200 * scale)), max(80, int(5000 * scale))),
+        blob_points=(max(40, int(500 * scale)), max(80, int(3000 * scale))),
+        sheet_points=(max(40, int(1000 * scale)), max(80, int(4000 * scale))),
+    )
+    print(f"FilamentDetector benchmark: {args.n} x {args.dim}, k={args.k}, knn={args.knn!r}")
+    cloud = make_planted_cloud(args.n, args.dim, n_filaments=10, n_blobs=3, n_sheets=3 if args.dim >= 3 else 0,
+                               rng=args.seed, **sizes)
+    det, wall, traced = timed_fit(cloud.z, k=args.k, knn=args.knn, rng=args.seed)
+    sc = score_planted(cloud, det.labels_)
+    print(f"\nplanted (seed {args.seed}): {len(cloud.structures)} structures, {int(cloud.filament_mask.sum())} filament points")
+    print(f"  precision {sc['precision']:.4f}   recall {sc['recall']:.4f}   detected {sc['n_detected']} / planted {sc['n_planted']}"
+          f"   matches per planted filament {sc['matches']}   each matched once: {sc['matched_once']}")
+    print(f"  reported points by ground truth: {sc['reported_by_kind']}   candidates {int(det.candidates_.sum())}")
+    print(f"  fit {wall:.1f} s  (" + ", ".join(f"{k} {v:.1f}" for k, v in det.timings_.items() if k != "total")
+          + f")   traced peak {traced:.0f} MB   process peak RSS {peak_rss_mb():.0f} MB   engine {det.knn_method_}")
+
+    rng = np.random.default_rng(args.seed)
+    queries = rng.choice(args.n, 2000, replace=False)
+    _, t_q = exact_queries(cloud.z, queries, args.k)
+    baseline = 2 * t_q * args.n / queries.size
+    print(f"\nbaseline: exact kNN graph of data + null cloud {baseline:.0f} s (extrapolated from 2,000 queries)"
+          f"   detector {wall:.1f} s   ratio {baseline / wall:.1f}x")
+
+    if args.null_seeds:
+        hits, walls = 0, []
+        print(f"\nnull: pure Gaussian clouds {args.n} x {args.dim}")
+        for s in range(args.null_seeds):
+            null = make_planted_cloud(args.n, args.dim, n_filaments=0, n_blobs=0, n_sheets=0, rng=1000 + s)
+            d, w, tr = timed_fit(null.z, k=args.k, knn=args.knn, rng=s)
+            hits += bool(d.filaments_)
+            walls.append(w)
+            print(f"  seed {s}: {len(d.filaments_)} filaments, {int(d.candidates_.sum())} candidates, {w:.1f} s, traced peak {tr:.0f} MB")
+        print(f"  seeds with any filament: {hits} of {args.null_seeds}   median fit {np.median(walls):.1f} s"
+              f"   process peak RSS {peak_rss_mb():.0f} MB")
+
+    if args.compare_knn:
+        compare_knn(cloud.z, cloud.labels >= 0, args.k, args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""``latentscope filaments``: detect filaments in a z-point store."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._common import NoProgress, Overwrite, Seed, progress_bar
+
+__all__ = ["register"]
+
+_STAGE_UNITS = {"graph": "step", "statistics": "pts", "structures": "pts"}
+_OUTPUTS = ("filaments.json", "filaments.csv", "filaments.npz", "filaments_pcs.png", "statistics.png", "decoded")
+
+
+def filaments_cmd(
+    store: Annotated[Path, typer.Argument(help="The z-point store (HDF5) to analyse.")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for the summary, tables and figures.")],
+    k: Annotated[int, typer.Option("--k", min=2, help="Neighbours of the kNN graph.")] = 16,
+    fdr: Annotated[float, typer.Option("--fdr", min=0.0, max=1.0, help="False discovery rate of the density test.")] = 0.05,
+    min_members: Annotated[int, typer.Option("--min-members", min=1, help="Smallest filament reported.")] = 30,
+    knn: Annotated[str, typer.Option("--knn", help="kNN engine: auto, exact, forest or faiss-ivf.")] = "auto",
+    backend: Annotated[Optional[str], typer.Option("--backend", help="Backend that decodes images along each filament.")] = None,
+    model: Annotated[Optional[Path], typer.Option("--model", help="Model directory of the backend.")] = None,
+    n_images: Annotated[int, typer.Option("--images", min=1, help="Decoded images per filament.")] = 10,
+    no_columns: Annotated[bool, typer.Option("--no-columns", help="Do not write the per-point columns into the store.")] = False,
+    seed: Seed = 0,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Detect filaments: thin, elongated, dense structures among the z-points.
+
+    Writes OUT/filaments.json (summary and table), filaments.csv, filaments.npz
+    (members, spines, directions), filaments_pcs.png (filaments over the bulk on the
+    leading PC planes), statistics.png and, with --backend/--model, one strip of
+    decoded images along each filament in OUT/decoded/. The per-point columns
+    local_dim, linearity, density, density_pvalue and filament_id are written into
+    the store unless --no-columns. See docs/filaments.md for the method.
+    """
+    import json
+
+    import numpy as np
+
+    from ..exceptions import InvalidParameterError, StoreError
+    from ..filaments import FilamentDetector
+    from ..filaments._plots import decoded_strips, plot_filaments, plot_statistics
+    from ..store import open_store
+
+    if (backend is None) != (model is None):
+        raise InvalidParameterError("--backend and --model go together: give both to decode images, or neither.")
+    existing = [name for name in _OUTPUTS if (out / name).exists()]
+    if existing and not overwrite:
+        raise StoreError(f"{out}: already holds {', '.join(existing)}; pass --overwrite to replace them.")
+    bk = None
+    if backend is not None:
+        from ..backends import get_backend
+
+        bk = get_backend(backend).load(model)
+    with open_store(store, "r") as zs:
+        Z = zs.read()
+        n_rows = zs.n_rows
+    if bk is not None and getattr(bk, "z_dim", Z.shape[1]) != Z.shape[1]:
+        raise InvalidParameterError(f"--model: the backend's z_dim ({bk.z_dim}) differs from the store's ({Z.shape[1]}).")
+    det = FilamentDetector(k=k, fdr=fdr, min_members=min_members, knn=knn, on_nonfinite="skip", rng=seed)
+    with ExitStack() as stack:
+        bars: dict = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar = bars.get(stage)
+            if bar is None:
+                bar = bars[stage] = stack.enter_context(
+                    progress_bar(total, stage, no_progress=no_progress, unit=_STAGE_UNITS.get(stage, "it")))
+            if bar.total != total:
+                bar.total = total
+            bar.update(done - bar.n)
+
+        det.fit(Z, progress=progress)
+
+    out.mkdir(parents=True, exist_ok=True)
+    summary = det.summary()
+    summary["store"] = str(store)
+    summary["columns_written"] = []
+    if not no_columns:
+        with open_store(store, "a") as zs:
+            if zs.n_rows != n_rows:
+                raise StoreError(f"{store}: the store changed during the analysis ({n_rows} -> {zs.n_rows} rows).")
+            summary["columns_written"] = det.write_columns(zs)
+    det.write_table(out / "filaments.csv")
+    fils = det.filaments_
+    np.savez(
+        out / "filaments.npz",
+        ids=np.array([f.id for f in fils], np.int64),
+        members=np.concatenate([f.members for f in fils]) if fils else np.zeros(0, np.int64),
+        offsets=np.cumsum([0] + [f.n_members for f in fils]).astype(np.int64),
+        directions=np.array([f.direction for f in fils], np.float32).reshape(len(fils), Z.shape[1]),
+        starts=np.array([f.start for f in fils], np.float32).reshape(len(fils), Z.shape[1]),
+        ends=np.array([f.end for f in fils], np.float32).reshape(len(fils), Z.shape[1]),
+        spine_nodes=np.concatenate([f.spine for f in fils]) if fils else np.zeros((0, Z.shape[1]), np.float32),
+        spine_offsets=np.cumsum([0] + [f.spine.shape[0] for f in fils]).astype(np.int64),
+    )
+    figures = [plot_filaments(det, Z, out / "filaments_pcs.png"), plot_statistics(det, out / "statistics.png")]
+    if bk is not None and fils:
+        figures += decoded_strips(bk, Z, fils, out / "decoded", n_images=n_images)
+    summary["figures"] = [str(p.relative_to(out)) for p in figures]
+    (out / "filaments.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    n_pts = summary["n_filament_points"]
+    typer.echo(f"{len(fils)} filaments ({n_pts} points) among {det.n_points_} points; "
+               f"{summary['n_candidates']} dense candidates; {det.timings_['total']:.1f} s. Wrote {out}/filaments.json")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``filaments`` to the ``latentscope`` app."""
+    app.command("filaments")(filaments_cmd)
