@@ -10,6 +10,11 @@ compiled function is warmed up first for every batch shape either side uses. Run
 alternate between the two; the table shows the best and the median of ``--repeat``
 runs and the ratio pipeline / bare of the best rates (goal: >= 0.85).
 
+It also times decoding alone (the same JPEGs into memory, same threads). When decoding
+and the model share the same CPU cores, no pipeline can beat
+``1 / (1/bare + 1/decode)`` images/s; the last line compares the pipeline with that
+bound too. (With the model on a GPU, the bound is ``min(bare, decode)`` instead.)
+
 Data: the first ``--n`` images of ``/work/shared/data/celeba_sample`` when present
 (linked into a temporary CelebA-layout folder), else ``--n`` synthetic faces written as
 178x218 JPEGs into a temporary folder.
@@ -87,11 +92,14 @@ def main() -> None:
         for m in sorted(shapes):
             model.encode(images[:m], batch_size=bs)
 
-        bare, pipe = [], []
+        bare, pipe, dec = [], [], []
         for r in range(args.repeat):
             t0 = time.perf_counter()
             z_bare = model.encode(images, batch_size=bs)
             bare.append(n / (time.perf_counter() - t0))
+            t0 = time.perf_counter()
+            source.read(workers=args.workers)
+            dec.append(n / (time.perf_counter() - t0))
             store = tmp / f"z{r}.h5"
             t0 = time.perf_counter()
             res = encode_to_store(model, source, store, batch_size=bs, workers=args.workers)
@@ -104,14 +112,18 @@ def main() -> None:
                 assert z_pipe.shape == z_bare.shape, (z_pipe.shape, z_bare.shape)
                 max_diff = float(np.abs(z_pipe - z_bare).max())
 
-    rows = [("bare encoder (in-memory uint8 arrays)", bare), ("pipeline encode_to_store (JPEG -> store)", pipe)]
+    rows = [("bare encoder (in-memory uint8 arrays)", bare), ("decode only (JPEG -> uint8, threads)", dec),
+            ("pipeline encode_to_store (JPEG -> store)", pipe)]
     print(f"keras-ae celeba96 encoding: {what}; batch {bs}; keras {keras.__version__} "
           f"({keras.backend.backend()}); {os.cpu_count()} CPUs; import {t_import:.1f} s")
     print(f"{'path':44s} {'best img/s':>11s} {'median img/s':>13s}")
     for name, rates in rows:
         print(f"{name:44s} {max(rates):11.1f} {statistics.median(rates):13.1f}")
     ratio = max(pipe) / max(bare)
+    bound = 1.0 / (1.0 / max(bare) + 1.0 / max(dec))
     print(f"ratio pipeline / bare (best): {ratio:.2f}  (goal >= 0.85)   max |z_pipeline - z_bare| = {max_diff:.2e}")
+    print(f"shared-CPU bound 1/(1/bare + 1/decode) = {bound:.1f} img/s = {bound / max(bare):.2f} of bare; "
+          f"pipeline / bound = {max(pipe) / bound:.2f}")
 
 
 if __name__ == "__main__":

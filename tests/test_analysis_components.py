@@ -123,3 +123,17 @@ def test_component_stats_errors():
         ComponentStats(pairs=[(0, 5)]).fit(np.random.default_rng(0).normal(size=(5, 2)))
     with pytest.raises(Exception, match="not fitted"):
         ComponentStats().summary()
+
+
+@pytest.mark.parametrize("scale", [1e-12, 1e12])
+def test_component_stats_extreme_scales_use_float64(scale):
+    # tiny or huge values switch pass 2 to float64: the statistics scale exactly with the data
+    from latentscope.analysis._passes import FirstPass, choose_precision, run_pass
+
+    X = np.random.default_rng(5).normal(size=(3000, 3)) * [1.0, 2.0, 0.5] + 1.0
+    ref = ComponentStats().fit(X)
+    cs = ComponentStats().fit(X * scale)
+    assert choose_precision(run_pass(X * scale, FirstPass).result()) == np.float64
+    np.testing.assert_allclose(cs.std_, ref.std_ * scale, rtol=1e-9)
+    np.testing.assert_allclose(cs.excess_kurtosis_, ref.excess_kurtosis_, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(cs.quantiles_, ref.quantiles_ * scale, rtol=1e-6)

@@ -258,7 +258,8 @@ def test_store_files_open_in_plain_h5py(tmp_path, rng):
     assert superblock_status(path) == 0
     with h5py.File(path, "r") as f:
         np.testing.assert_array_equal(f["z"][:], z)
-        assert f.attrs["format"] == F.FORMAT_NAME
+        assert f.attrs["format"].decode() == F.FORMAT_NAME  # fixed-length UTF-8: no heap data
+        assert "provenance" in f and "_trash" in f
 
 
 # -- errors ---------------------------------------------------------------------------------

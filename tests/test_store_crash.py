@@ -68,6 +68,8 @@ def _writer(path: str, seed: int, out_fd: int, flush_marks: bool) -> None:
         while k < N_BATCHES:
             n = int(sizes[k])
             store.append(_batch(seed, k, n), ids=_ids(k, n), columns={"batch": np.full(n, k, np.int32)})
+            if k % 7 == 0:  # provenance updates between appends, as encode does
+                store.set_provenance(last_batch=k, note="x" * (k * 13))
             os.write(out_fd, b"c")
             k += 1
         store.close()
@@ -123,6 +125,8 @@ def _check_prefix(path, seed: int, cum: np.ndarray) -> int:
             np.testing.assert_array_equal(s.read(slice(lo, n)), z)
             assert list(s.read_ids(slice(lo, n))) == ids
             np.testing.assert_array_equal(s.read_column("batch", slice(lo, n)), batch)
+        last = s.provenance.get("last_batch", -1)  # readable, and never ahead of the rows
+        assert last < k and (last == -1 or len(s.provenance["note"]) == last * 13)
     return k
 
 

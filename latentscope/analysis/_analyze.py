@@ -274,7 +274,7 @@ def _analyze(source: Any, out_dir: Any, *, bins: int, fine_bins: int, pairs: Any
     n_passes = 2
     if core_est is not None:
         t0 = time.perf_counter()
-        core_est._from_second(frame, first.n, second.core_n, second.core)
+        core_est._from_second(frame, first.n, second.core_n, second.core, np.dtype(second.precision))
         extra = qboxes._membership if qboxes is not None else None
         m = core_est._iterate(source, progress=progress, extra_factory=extra, first_pass_index=3)
         if qboxes is not None:

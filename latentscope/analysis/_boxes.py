@@ -31,15 +31,15 @@ def _check_quantiles(q: Any, owner: str) -> tuple[float, float] | None:
     return lo, hi
 
 
-def pca_margin(dim: int, max_centered_norm: float) -> float:
-    """Padding of min/max boxes in PCA coordinates computed with a float32 GEMM.
+def pca_margin(dim: int, max_centered_norm: float, dtype: Any = np.float32) -> float:
+    """Padding of min/max boxes in PCA coordinates computed in the pass's precision.
 
-    A float32 dot product of length ``dim`` errs by at most ``gamma_dim |d| |v|``
-    (``gamma_n = n u / (1 - n u)``, ``u`` the float32 unit roundoff, ``|v| = 1``); the
-    box is widened by twice that bound at the largest ``|d| = |z - mean|`` so that
+    A dot product of length ``dim`` errs by at most ``gamma_dim |d| |v|``
+    (``gamma_n = n u / (1 - n u)``, ``u`` the unit roundoff of ``dtype``, ``|v| = 1``);
+    the box is widened by twice that bound at the largest ``|d| = |z - mean|`` so that
     :meth:`OrientedBox.contains` (float64) holds for every row.
     """
-    u = _EPS32 / 2
+    u = float(np.finfo(dtype).eps) / 2
     gamma = (dim + 4) * u / (1 - (dim + 4) * u)
     return 2.0 * gamma * max_centered_norm + np.finfo(np.float64).tiny
 
@@ -56,8 +56,7 @@ class _Membership:
         if self.axis_box is not None:
             self.in_axis += int(np.count_nonzero(np.all((x >= self.axis_box.lo) & (x <= self.axis_box.hi), axis=1)))
         if self.pca_box is not None:
-            x32 = x.astype(np.float32, copy=False)
-            t = self.cache.rotate(x32 - self.cache.center32).astype(np.float64)
+            t = self.cache.rotate(self.cache.deviations(x)).astype(np.float64)
             lo, hi, m = self.pca_box.lo, self.pca_box.hi, self.margin
             surely_in = np.all((t >= lo + m) & (t <= hi - m), axis=1)
             maybe = np.all((t >= lo - m) & (t <= hi + m), axis=1) & ~surely_in
@@ -175,9 +174,10 @@ class BoundingBoxes:
         """Build the boxes from shared pass results (used by :func:`analyze`)."""
         q = self._validate()
         dim = first.mean.shape[0]
+        dtype = np.dtype(second.precision)
         if q is None:
             alo, ahi = first.min.copy(), first.max.copy()
-            m = pca_margin(dim, second.max_centered_norm)
+            m = pca_margin(dim, second.max_centered_norm, dtype)
             plo, phi = second.pc_min - m, second.pc_max + m
         else:
             aq = second.raw_hist.quantiles(q)
@@ -185,8 +185,9 @@ class BoundingBoxes:
             alo, ahi = aq[0], aq[1]
             plo, phi = pq[0], pq[1]
         self.pca_ = frame
-        self._cache = FrameCache.from_frame(frame)
-        self._margin = pca_margin(dim, second.max_centered_norm)
+        self._cache = FrameCache.from_frame(frame, dtype)
+        self._margin = pca_margin(dim, second.max_centered_norm, dtype)
+        self.precision_ = dtype.name
         self.axis_box_ = Box(alo, np.maximum(ahi, alo))
         self.pca_box_ = OrientedBox(frame.mean_, frame.components_, plo, np.maximum(phi, plo))
         self.log_volume_axis_ = self.axis_box_.log_volume
@@ -221,7 +222,7 @@ class BoundingBoxes:
             "n_samples_seen": self.n_samples_seen_, "quantiles": self.quantiles_,
             "fraction_inside_axis": self.fraction_inside_axis_, "fraction_inside_pca": self.fraction_inside_pca_,
             "log_volume_axis": self.log_volume_axis_, "log_volume_pca": self.log_volume_pca_,
-            "n_passes": self.n_passes_,
+            "n_passes": self.n_passes_, "precision": self.precision_,
         }
 
     def save(self, path: str | Path) -> None:
@@ -243,7 +244,8 @@ class BoundingBoxes:
         self.axis_box_ = Box(arrays["axis_lo"], arrays["axis_hi"])
         self.pca_box_ = OrientedBox(arrays["pca_origin"], arrays["pca_axes"], arrays["pca_lo"], arrays["pca_hi"])
         self.pca_ = PCAFrame.load(stem.parent / (stem.name + "_pca"))
-        self._cache = FrameCache.from_frame(self.pca_)
+        self.precision_ = scalars.get("precision", "float32")
+        self._cache = FrameCache.from_frame(self.pca_, np.dtype(self.precision_))
         self._margin = float(arrays["margin"])
         q = scalars.get("quantiles")
         self.quantiles_ = None if q is None else tuple(q)

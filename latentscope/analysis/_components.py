@@ -214,7 +214,7 @@ class ComponentStats(Analysis):
         self.hist_edges_, self.hist_counts_ = hist.coarse(self.bins, group)
         self.fine_lo_, self.fine_hi_ = hist.lo.copy(), hist.hi.copy()
         self.fine_counts_ = src.counts[g].copy()
-        self.ks_distance_ = gaussian_ks_distance(hist.cdf(group), hist.edges, self.mean_, self.std_)
+        self.ks_distance_ = hist.ks_normal(self.mean_, self.std_, group)
         self.pair_density_ = pair_density(second, spec, "pc" if pca else "raw") if spec is not None else {}
         return self
 

@@ -11,7 +11,15 @@ from .._validation import check_fraction
 from ..exceptions import InvalidParameterError
 from ..stream import Covariance, CovarianceResult
 from ._base import Analysis, ProgressFn, check_int, pass_progress
-from ._passes import DEFAULT_MAX_BYTES, FirstPass, FrameCache, numerical_rank, run_pass
+from ._passes import (
+    DEFAULT_MAX_BYTES,
+    FirstPass,
+    FrameCache,
+    SecondMoments,
+    choose_precision,
+    numerical_rank,
+    run_pass,
+)
 from ._pca import PCAFrame
 from ._radial import chi2_ppf
 
@@ -24,11 +32,11 @@ class _CorePass:
     def __init__(self, cache: FrameCache, threshold: float, extra: Any = None) -> None:
         self.cache = cache
         self.threshold = threshold
-        self.inv_var32 = cache.inv_var.astype(np.float32)
-        self.cov = Covariance()
+        self.inv_var = cache.inv_var.astype(cache.dtype)
+        self.cov = SecondMoments()
         self.n = 0
         self.kept = 0
-        k = cache.axes32.shape[0]
+        k = cache.axes.shape[0]
         self.out_n = 0
         self.out_s = np.zeros((3, k))
         self.out_pos = np.zeros(k, np.int64)
@@ -36,10 +44,9 @@ class _CorePass:
 
     def update(self, x: np.ndarray, group: Any = None) -> "_CorePass":
         self.n += x.shape[0]
-        x32 = x.astype(np.float32, copy=False)
-        t = self.cache.rotate(x32 - self.cache.center32)
+        t = self.cache.rotate(self.cache.deviations(x))
         t2 = t * t
-        keep = (t2 @ self.inv_var32) <= self.threshold
+        keep = (t2 @ self.inv_var) <= self.threshold
         nk = int(np.count_nonzero(keep))
         self.kept += nk
         if nk:
@@ -158,13 +165,14 @@ class CoreCovariance(Analysis):
         if first.n < 2:
             raise InvalidParameterError(f"CoreCovariance: at least 2 rows are needed; the source has {first.n}.")
         full = PCAFrame().fit_covariance(first.cov)
-        self._start(full, first.n)
+        self._start(full, first.n, choose_precision(first, full))
         self._iterate(source, progress=progress, first_pass_index=2)
         return self
 
     # -- steps --------------------------------------------------------------------------
-    def _start(self, full: PCAFrame, n: int) -> None:
+    def _start(self, full: PCAFrame, n: int, precision: Any = np.float32) -> None:
         self._validate()
+        self._dtype = np.dtype(precision)
         rank = numerical_rank(full.explained_variance_)
         if rank == 0:
             raise InvalidParameterError("CoreCovariance: the data has no variance; there is no core to fit.")
@@ -205,9 +213,10 @@ class CoreCovariance(Analysis):
         self._current = _frame(new_mean, new_cov, kept)
         return change < self.tol and shift < self.tol
 
-    def _from_second(self, full: PCAFrame, n: int, kept: int, res: CovarianceResult | None) -> None:
+    def _from_second(self, full: PCAFrame, n: int, kept: int, res: CovarianceResult | None,
+                     precision: Any = np.float32) -> None:
         """First iteration from the core accumulation of :class:`SecondPass` (analyze)."""
-        self._start(full, n)
+        self._start(full, n, precision)
         self.converged_ = self._step(kept, n, res)
 
     def _iterate(self, source: Any, *, progress: ProgressFn | None = None, extra_factory: Callable | None = None,
@@ -217,7 +226,7 @@ class CoreCovariance(Analysis):
         k = first_pass_index
         while True:
             # the last pass (converged or at max_iter) still measures the outer layers
-            cache = FrameCache.from_frame(self._current)
+            cache = FrameCache.from_frame(self._current, self._dtype)
             use_extra = extra_factory is not None and extra_result is None
 
             def make(cache=cache, use_extra=use_extra) -> _CorePass:
@@ -233,7 +242,7 @@ class CoreCovariance(Analysis):
             if self.converged_ or self.n_iter_ >= self.max_iter:
                 self._finish(cp, frame_used)
                 break
-            self.converged_ = self._step(cp.kept, cp.n, cp.cov.result() if cp.kept else None)
+            self.converged_ = self._step(cp.kept, cp.n, cp.cov.result())
             if self.converged_ or self.n_iter_ >= self.max_iter:
                 self._finish(cp, frame_used)
                 break

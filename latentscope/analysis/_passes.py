@@ -3,13 +3,16 @@
 Pass 1 (:class:`FirstPass`): count, mean and float64 co-moment matrix, per-component
 min and max (and per-group sums when the rows are split by an attribute).
 Between the passes the covariance is diagonalised (:class:`PCAFrame`).
-Pass 2 (:class:`SecondPass`): per block, the rows are centred once (float32, on a
-float32 copy of the mean; the small offset is corrected exactly), rotated into the
-PCA frame with one float32 GEMM, and feed: fine histograms of the raw components and
-of the PCA coordinates, exact power sums (moments 1-4, accumulated in float64),
-histograms of |z|, |z - mean| and the Mahalanobis radius, 2-D pair densities,
-projections on a chosen direction, and optionally the covariance of the rows inside
-a Mahalanobis radius (the first step of the core covariance).
+Pass 2 (:class:`SecondPass`): per block, the rows are transposed once (everything
+runs column-wise, which keeps per-component reductions contiguous and histogram
+counting in cache), centred once on a copy of the mean in the working precision
+(the small offset is corrected exactly), rotated into the PCA frame with one GEMM,
+and feed: fine histograms of the raw components and of the PCA coordinates, exact
+power sums (moments 1-4, accumulated in float64), histograms of |z|, |z - mean| and
+the Mahalanobis radius, 2-D pair densities, projections on a chosen direction, and
+optionally the covariance of the rows inside a Mahalanobis radius (the first step of
+the core covariance). The working precision is float32 unless the data's scales
+need float64 (:func:`choose_precision`).
 
 Both passes are mergeable reducers, so blocks may be processed in any order and by
 several threads (:func:`run_pass`).
@@ -27,10 +30,11 @@ from ..exceptions import InvalidParameterError, NonFiniteError
 from ..stream import Covariance, CovarianceResult
 from ._quantiles import FineHistogram, FineHistogramResult
 
-__all__ = ["FirstPass", "FirstPassResult", "SecondPass", "SecondPassResult", "PowerSums", "run_pass", "iter_source"]
+__all__ = ["FirstPass", "FirstPassResult", "SecondPass", "SecondPassResult", "PowerSums", "SecondMoments",
+           "run_pass", "iter_source", "choose_precision", "numerical_rank"]
 
 #: Default block budget of the analyses: small blocks keep peak memory low.
-DEFAULT_MAX_BYTES = 4 << 20
+DEFAULT_MAX_BYTES = 2 << 20
 
 
 # -- sources --------------------------------------------------------------------------
@@ -174,6 +178,55 @@ class PowerSums:
         return {"n": int(n), "mean": self.shift + m, "m2": np.maximum(m2, 0.0), "m3": m3, "m4": np.maximum(m4, 0.0)}
 
 
+class SecondMoments:
+    """Streamed mean and co-moments of coordinates that are nearly centred and decorrelated.
+
+    Used for PCA coordinates (the core covariance): each block's ``T^T T`` is one GEMM
+    in the block's precision, accumulated in float64. In a PCA frame there is no
+    cancellation between large and small directions, so float32 blocks keep each
+    entry's relative precision; the result is exact up to that rounding.
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.s1: np.ndarray | None = None
+        self.s2: np.ndarray | None = None
+
+    def update_columns(self, tT: np.ndarray) -> "SecondMoments":
+        """Add a block of coordinates given column-wise, shape (k, n)."""
+        if tT.shape[1] == 0:
+            return self
+        if self.s1 is None:
+            k = tT.shape[0]
+            self.s1, self.s2 = np.zeros(k), np.zeros((k, k))
+        self.n += tT.shape[1]
+        self.s1 += tT.sum(1, dtype=np.float64)
+        self.s2 += tT @ tT.T
+        return self
+
+    def update(self, t: np.ndarray) -> "SecondMoments":
+        """Add a block of coordinates given row-wise, shape (n, k)."""
+        return self.update_columns(t.T)
+
+    def merge(self, other: "SecondMoments") -> "SecondMoments":
+        if other.n == 0:
+            return self
+        if self.s1 is None:
+            self.s1, self.s2 = other.s1.copy(), other.s2.copy()
+        else:
+            self.s1 += other.s1
+            self.s2 += other.s2
+        self.n += other.n
+        return self
+
+    def result(self) -> CovarianceResult | None:
+        if self.n == 0:
+            return None
+        m = self.s1 / self.n
+        com = self.s2 - self.n * np.outer(m, m)
+        return CovarianceResult(self.n, m, (com + com.T) / 2)
+
+
 def describe(c: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """var (ddof=0), std, skewness (g1) and excess kurtosis (g2) from central sums."""
     n = c["n"]
@@ -298,46 +351,84 @@ class FirstPass:
 # -- pass 2 ---------------------------------------------------------------------------
 @dataclass
 class FrameCache:
-    """Float32 pieces of a PCA frame used to rotate blocks (built once per pass)."""
+    """The pieces of a PCA frame used to rotate blocks, in the pass's precision.
+
+    Blocks are centred on ``center`` (the frame mean rounded to the working dtype);
+    ``tshift`` corrects the rotated coordinates for that rounding exactly.
+    """
 
     mean: np.ndarray  # float64 (dim,)
-    center32: np.ndarray  # float32 copy of the mean: the centring reference
-    inv_scale32: np.ndarray | None
-    axes32: np.ndarray  # (k, dim) float32 principal axes
-    tshift32: np.ndarray  # (k,) correction: ((mean - center32)/scale) @ axes.T
-    inv_var: np.ndarray  # (k,) 1/eigenvalue on the numerical rank, 0 beyond
+    center: np.ndarray  # the mean in the working dtype: the centring reference
+    inv_scale: np.ndarray | None
+    axes: np.ndarray  # (k, dim) principal axes in the working dtype
+    tshift: np.ndarray  # (k,) ((mean - center) / scale) @ axes.T
+    inv_var: np.ndarray  # (k,) float64, 1/eigenvalue on the numerical rank, 0 beyond
     rank: int
+    dtype: Any = np.float32
 
     @classmethod
-    def from_frame(cls, frame: Any) -> "FrameCache":
+    def from_frame(cls, frame: Any, dtype: Any = np.float32) -> "FrameCache":
         mean = np.asarray(frame.mean_, np.float64)
-        c32 = mean.astype(np.float32)
+        c = mean.astype(dtype)
         scale = np.asarray(frame.scale_, np.float64)
-        inv_scale32 = None if np.all(scale == 1.0) else (1.0 / scale).astype(np.float32)
+        inv_scale = None if np.all(scale == 1.0) else (1.0 / scale).astype(dtype)
         axes = np.asarray(frame.components_, np.float64)
-        tshift = ((mean - c32.astype(np.float64)) / scale) @ axes.T
+        tshift = ((mean - c.astype(np.float64)) / scale) @ axes.T
         ev = np.asarray(frame.explained_variance_, np.float64)
         rank = numerical_rank(ev)
         inv_var = np.zeros_like(ev)
         inv_var[:rank] = 1.0 / ev[:rank]
-        return cls(mean, c32, inv_scale32, np.ascontiguousarray(axes.astype(np.float32)),
-                   tshift.astype(np.float32), inv_var, rank)
+        return cls(mean, c, inv_scale, np.ascontiguousarray(axes.astype(dtype)), tshift.astype(dtype), inv_var,
+                   rank, dtype)
+
+    @property
+    def center32(self) -> np.ndarray:  # kept for callers that centre float32 blocks
+        return self.center
+
+    def deviations(self, x: np.ndarray) -> np.ndarray:
+        """``x - center`` in the working dtype, shape (n, dim)."""
+        if x.dtype == self.dtype:
+            return x - self.center
+        return x.astype(self.dtype) - self.center
 
     def rotate(self, d: np.ndarray) -> np.ndarray:
-        """PCA coordinates (float32, shape (n, k)) of deviations ``d = x - center32`` (n, dim)."""
-        if self.inv_scale32 is not None:
-            d = d * self.inv_scale32
-        t = d @ self.axes32.T
-        t -= self.tshift32
+        """PCA coordinates (shape (n, k)) of deviations ``d = x - center`` (n, dim)."""
+        if self.inv_scale is not None:
+            d = d * self.inv_scale
+        t = d @ self.axes.T
+        t -= self.tshift
         return t
 
     def rotate_columns(self, dT: np.ndarray) -> np.ndarray:
         """The same for column-wise deviations (dim, n); returns (k, n)."""
-        if self.inv_scale32 is not None:
-            dT = dT * self.inv_scale32[:, None]
-        t = self.axes32 @ dT
-        t -= self.tshift32[:, None]
+        if self.inv_scale is not None:
+            dT = dT * self.inv_scale[:, None]
+        t = self.axes @ dT
+        t -= self.tshift[:, None]
         return t
+
+
+def choose_precision(first: Any, frame: Any = None) -> Any:
+    """float32 when the data's scales suit it, else float64.
+
+    The float32 block path (fast) needs the per-component ranges within [1e-7, 1e9]
+    (so that fourth powers of deviations neither overflow nor underflow) and, with a
+    frame, eigenvalues of the numerical rank within a ratio of 1e-6 of the largest
+    (so that the float32 rotation error stays well below each axis's spread).
+    """
+    r = np.asarray(first.max, np.float64) - np.asarray(first.min, np.float64)
+    if np.isfinite(r).all():
+        r = r[r > 0]
+        if r.size and (r.min() < 1e-7 or r.max() > 1e9):
+            return np.float64
+    if frame is not None:
+        ev = np.asarray(frame.explained_variance_, np.float64)
+        k = numerical_rank(ev)
+        if k:
+            sd = np.sqrt(ev[:k])
+            if ev[k - 1] / ev[0] < 1e-6 or sd[0] * 10 > 1e9 or sd[k - 1] < 1e-7:
+                return np.float64
+    return np.float32
 
 
 def numerical_rank(eigenvalues: np.ndarray) -> int:
@@ -369,6 +460,7 @@ class SecondPassResult:
     core: CovarianceResult | None = None
     core_n: int = 0
     n: int = 0
+    precision: str = "float32"
 
 
 @dataclass
@@ -419,6 +511,7 @@ class SecondPass:
         groups: int = 1,
         radial_bins: int = 4096,
         track_norm: bool = True,
+        precision: Any = None,
         _cache: FrameCache | None = None,
     ) -> None:
         self.first = first
@@ -427,14 +520,22 @@ class SecondPass:
         self.track_norm = track_norm
         dim = first.mean.shape[0]
         self.dim = dim
-        self.center32 = first.mean.astype(np.float32)
-        self.delta = first.mean - self.center32.astype(np.float64)  # mean - center32 (tiny)
-        self.cache = _cache if _cache is not None else (FrameCache.from_frame(frame) if frame is not None else None)
+        if _cache is not None:
+            self.cache = _cache
+            self.dtype = _cache.dtype
+        else:
+            self.dtype = np.dtype(precision) if precision is not None else np.dtype(choose_precision(first, frame))
+            self.cache = FrameCache.from_frame(frame, self.dtype) if frame is not None else None
+        # blocks are centred on the frame mean (or the data mean) rounded to the working dtype;
+        # delta = data mean - centre is corrected for exactly
+        ref = np.asarray(frame.mean_, np.float64) if frame is not None else first.mean
+        self.center = ref.astype(self.dtype)
+        self.delta = first.mean - self.center.astype(np.float64)
         need_frame = pc_bins is not None or radial or pc_pairs is not None or core_threshold is not None
         if need_frame and self.cache is None:
             raise InvalidParameterError("SecondPass: a PCA frame is needed for PCA coordinates and radii.")
         self.raw_hist = FineHistogram(first.min, first.max, raw_bins, groups=groups) if raw_bins else None
-        self.raw_sums = PowerSums.empty(self.center32.astype(np.float64), groups)
+        self.raw_sums = PowerSums.empty(self.center.astype(np.float64), groups)
         self.pc_hist = None
         self.pc_sums = None
         if pc_bins:
@@ -471,9 +572,9 @@ class SecondPass:
             sd = float(np.sqrt(max(self.direction @ (first.cov.cov(0) if first.cov is not None else np.eye(dim)) @ self.direction, 1e-24)))
             self.projection = FineHistogram(-5 * sd, 5 * sd, 1024, grow=True, groups=groups)
             self.dir_shift = float(self.delta @ self.direction)
-            self.dir32 = self.direction.astype(np.float32)
+            self.dir32 = self.direction.astype(self.dtype)
         self.core_threshold = core_threshold
-        self.core = Covariance() if core_threshold is not None else None
+        self.core = SecondMoments() if core_threshold is not None else None
         self.core_n = 0
         self.n = 0
 
@@ -491,19 +592,21 @@ class SecondPass:
             self.raw_hist.update_columns(xT, group)
         if self.raw_pairs:
             self._pairs(xT, self.raw_pairs, self.raw_pair_counts)
-        # deviations about the float32 copy of the mean (the offset delta is corrected exactly)
-        if xT.dtype == np.float32:
-            dT = np.subtract(xT, self.center32[:, None], out=xT)
+        # deviations about the centre (the offset delta to the data mean is corrected exactly)
+        if xT.dtype == self.dtype:
+            dT = np.subtract(xT, self.center[:, None], out=xT)
+        elif self.dtype == np.float64:
+            dT = xT.astype(np.float64) - self.center[:, None]
         else:
-            dT = (xT - self.center32.astype(np.float64)[:, None]).astype(np.float32)
+            dT = (xT - self.center.astype(np.float64)[:, None]).astype(np.float32)
         del xT
         d2 = dT * dT
         self._sums(self.raw_sums, dT, d2, group)
         radial = self.radial or self.track_norm
         if radial:
-            s2 = d2.sum(0, dtype=np.float64)  # |x - center32|^2
-            dot_delta = (self.delta.astype(np.float32) @ dT).astype(np.float64)
-            dot_c = (self.center32 @ dT).astype(np.float64) if self.radial else None
+            s2 = d2.sum(0, dtype=np.float64)  # |x - center|^2
+            dot_delta = (self.delta.astype(self.dtype) @ dT).astype(np.float64)
+            dot_c = (self.center @ dT).astype(np.float64) if self.radial else None
         del d2
         if self.projection is not None:
             p = (self.dir32 @ dT).astype(np.float64) - self.dir_shift
@@ -522,12 +625,12 @@ class SecondPass:
             if self.pc_hist is not None:
                 self._sums(self.pc_sums, t, t2, group)
             if self.radial or self.core is not None:
-                rm2 = self.cache.inv_var.astype(np.float32) @ t2
+                rm2 = self.cache.inv_var.astype(self.dtype) @ t2
             del t2
             if self.core is not None:
                 keep = rm2 <= self.core_threshold
                 self.core_n += int(np.count_nonzero(keep))
-                self.core.update(t[:, keep].T)
+                self.core.update_columns(t[:, keep])
         del t
         if radial:
             self._radial(s2, dot_delta, dot_c, rm2, group)
@@ -544,14 +647,14 @@ class SecondPass:
 
     def _radial(self, s2: np.ndarray, dot_delta: np.ndarray, dot_c: np.ndarray | None, rm2: np.ndarray | None,
                 group: np.ndarray | None) -> None:
-        """Radii from |x - center32|^2 and the dot products of the deviations (all rows of a block)."""
-        dshift = self.delta  # mean - center32
+        """Radii from |x - center|^2 and the dot products of the deviations (all rows of a block)."""
+        dshift = self.delta  # data mean - center
         rc2 = np.maximum(s2 - 2.0 * dot_delta + float(dshift @ dshift), 0.0)  # |z - mean|^2
         self.max_cnorm = max(self.max_cnorm, float(np.sqrt(rc2.max())))
         if not self.radial:
             return
-        c = self.center32.astype(np.float64)
-        ro2 = np.maximum(s2 + 2.0 * dot_c + float(c @ c), 0.0)  # |z|^2 = |d + center32|^2
+        c = self.center.astype(np.float64)
+        ro2 = np.maximum(s2 + 2.0 * dot_c + float(c @ c), 0.0)  # |z|^2 = |d + center|^2
         rm2 = np.maximum(rm2.astype(np.float64), 0.0)
         vals = {"origin": np.sqrt(ro2), "centered": np.sqrt(rc2), "mahalanobis": np.sqrt(rm2)}
         self.closer["centered"] += int(np.count_nonzero(vals["centered"] < self.origin_norm))
@@ -618,7 +721,7 @@ class SecondPass:
         )
 
     def result(self) -> SecondPassResult:
-        r = SecondPassResult(n=self.n)
+        r = SecondPassResult(n=self.n, precision=np.dtype(self.dtype).name)
         if self.raw_hist is not None:
             r.raw_hist = self.raw_hist.result()
         r.raw_sums = self.raw_sums
@@ -636,6 +739,6 @@ class SecondPass:
         if self.projection is not None:
             r.projection = self.projection.result()
         if self.core is not None:
-            r.core = self.core.result() if self.core_n else None
+            r.core = self.core.result()
             r.core_n = self.core_n
         return r

@@ -78,7 +78,7 @@ class FineHistogramResult:
     ----------
     lo, hi : ndarray of shape (dim,)
         Range of each component's histogram.
-    counts : ndarray of shape (groups, dim, bins), int64
+    counts : ndarray of shape (groups, dim, bins), int32 (int64 past 2**31 rows)
         Counts per group (one group unless the histogram was split by groups).
     underflow, overflow : ndarray of shape (groups, dim), int64
         Values below ``lo`` or above ``hi`` (always 0 for growing histograms and for
@@ -110,51 +110,85 @@ class FineHistogramResult:
 
     def total(self) -> "FineHistogramResult":
         """The histogram summed over groups (one group)."""
+        if self.counts.shape[0] == 1:
+            return self
         return FineHistogramResult(
             self.lo, self.hi, self.counts.sum(0, keepdims=True), self.underflow.sum(0, keepdims=True),
             self.overflow.sum(0, keepdims=True), self.vmin.min(0, keepdims=True), self.vmax.max(0, keepdims=True),
         )
 
+    def _pick(self, group: int | None) -> tuple["FineHistogramResult", int]:
+        return (self.total(), 0) if group is None else (self, group)
+
     def quantiles(self, qs: Any, group: int | None = None) -> np.ndarray:
         """Quantiles at levels ``qs``, shape (len(qs), dim); see :func:`quantiles_from_counts`."""
-        r = self.total() if group is None else self
-        g = 0 if group is None else group
-        return quantiles_from_counts(r.counts[g], self.lo, self.hi, qs, r.vmin[g], r.vmax[g],
-                                     r.underflow[g], r.overflow[g])
+        r, g = self._pick(group)
+        levels = _check_levels(qs, "quantiles")
+        out = np.empty((levels.size, self.dim))
+        for c0 in range(0, self.dim, _CHUNK_COMPONENTS):
+            sl = slice(c0, c0 + _CHUNK_COMPONENTS)
+            out[:, sl] = quantiles_from_counts(r.counts[g, sl], self.lo[sl], self.hi[sl], levels, r.vmin[g, sl],
+                                               r.vmax[g, sl], r.underflow[g, sl], r.overflow[g, sl])
+        return out
 
     def cdf(self, group: int | None = None) -> np.ndarray:
         """Empirical CDF at the fine edges, shape (dim, bins + 1)."""
-        r = self.total() if group is None else self
-        g = 0 if group is None else group
+        r, g = self._pick(group)
         c = r.counts[g]
-        n = c.sum(1) + r.underflow[g] + r.overflow[g]
-        cum = np.concatenate([np.zeros((c.shape[0], 1), np.int64), np.cumsum(c, axis=1)], axis=1) + r.underflow[g][:, None]
+        n = c.sum(1, dtype=np.int64) + r.underflow[g] + r.overflow[g]
+        cum = np.zeros((c.shape[0], c.shape[1] + 1), np.int64)
+        np.cumsum(c, axis=1, dtype=np.int64, out=cum[:, 1:])
+        cum += r.underflow[g][:, None]
         with np.errstate(invalid="ignore", divide="ignore"):
             return cum / n[:, None]
 
+    def ks_normal(self, mean: np.ndarray, std: np.ndarray, group: int | None = None) -> np.ndarray:
+        """``max_j |F(e_j) - Phi((e_j - mean) / std)|`` over the fine edges, per component."""
+        from scipy.special import ndtr
+
+        r, g = self._pick(group)
+        out = np.full(self.dim, np.nan)
+        for c0 in range(0, self.dim, _CHUNK_COMPONENTS):
+            sl = slice(c0, c0 + _CHUNK_COMPONENTS)
+            c = r.counts[g, sl]
+            n = c.sum(1, dtype=np.int64) + r.underflow[g, sl] + r.overflow[g, sl]
+            cum = np.zeros((c.shape[0], c.shape[1] + 1), np.int64)
+            np.cumsum(c, axis=1, dtype=np.int64, out=cum[:, 1:])
+            cum += r.underflow[g, sl][:, None]
+            e = fine_edges(self.lo[sl], self.hi[sl], self.bins)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                z = (e - mean[sl, None]) / std[sl, None]
+                d = np.abs(cum / n[:, None] - ndtr(z)).max(axis=1)
+            out[sl] = np.where(std[sl] > 0, d, np.nan)
+        return out
+
     def coarse(self, bins: int, group: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """About ``bins`` coarse bins over the data range, aggregated exactly from fine bins.
+        """``bins`` coarse bins over the occupied range, aggregated exactly from fine bins.
 
         Returns ``(edges, counts)`` of shapes (dim, bins + 1) and (dim, bins); see
         :func:`aligned_coarse`.
         """
         r = self.total()
-        edges, idx = aligned_coarse(r.counts[0], self.lo, self.hi, bins)
-        c = r.counts[0] if group is None else self.counts[group]
-        return edges, _gather_coarse(c, idx, bins)
+        edges, start, m = aligned_coarse(r.counts[0], self.lo, self.hi, bins)
+        src = r.counts[0] if group is None else self.counts[group]
+        out = np.zeros((self.dim, bins), np.int64)
+        fine = self.bins
+        for c0 in range(0, self.dim, _CHUNK_COMPONENTS):
+            sl = slice(c0, c0 + _CHUNK_COMPONENTS)
+            c = src[sl]
+            cum = np.zeros((c.shape[0], fine + 1), np.int64)
+            np.cumsum(c, axis=1, dtype=np.int64, out=cum[:, 1:])
+            k = np.clip(start[sl, None] + m[sl, None] * np.arange(bins + 1)[None, :], 0, fine)
+            ck = np.take_along_axis(cum, k, axis=1)
+            out[sl] = np.diff(ck, axis=1)
+        return edges, out
 
 
-def _gather_coarse(counts: np.ndarray, idx: np.ndarray, bins: int) -> np.ndarray:
-    """Sum fine counts into coarse bins given each fine bin's coarse index (-1: none)."""
-    dim, fine = counts.shape
-    out = np.zeros((dim, bins), dtype=np.int64)
-    valid = idx >= 0
-    rows = np.broadcast_to(np.arange(dim)[:, None], (dim, fine))
-    np.add.at(out, (rows[valid], idx[valid]), counts[valid])
-    return out
+#: Components processed at once when reading results (bounds temporary memory).
+_CHUNK_COMPONENTS = 32
 
 
-def aligned_coarse(counts: np.ndarray, lo: np.ndarray, hi: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+def aligned_coarse(counts: np.ndarray, lo: np.ndarray, hi: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Coarse bins made of whole fine bins, covering the occupied fine range.
 
     Each component gets exactly ``bins`` coarse bins of ``m`` fine bins each, with
@@ -167,14 +201,17 @@ def aligned_coarse(counts: np.ndarray, lo: np.ndarray, hi: np.ndarray, bins: int
     Returns
     -------
     edges : ndarray of shape (dim, bins + 1)
-    index : ndarray of shape (dim, fine_bins), int
-        The coarse bin of each fine bin (-1 outside).
+    start : ndarray of shape (dim,), int
+        Fine index of each component's first coarse edge.
+    m : ndarray of shape (dim,), int
+        Fine bins per coarse bin.
     """
     dim, fine = counts.shape
     occupied = counts > 0
     any_ = occupied.any(1)
     first = np.where(any_, occupied.argmax(1), 0)
     last = np.where(any_, fine - 1 - occupied[:, ::-1].argmax(1), fine - 1)
+    del occupied
     used = last - first + 1
     m = np.maximum(1, -(-used // bins))
     slack = bins * m - used
@@ -182,15 +219,11 @@ def aligned_coarse(counts: np.ndarray, lo: np.ndarray, hi: np.ndarray, bins: int
     # keep the window inside the fine range when it fits (it still covers first..last)
     fits = bins * m <= fine
     start = np.where(fits, np.clip(start, 0, np.maximum(fine - bins * m, 0)), start)
-    width = (hi - lo) / fine
+    step = (hi - lo) / fine
     k = start[:, None] + m[:, None] * np.arange(bins + 1)[None, :]
-    fe = fine_edges(lo, hi, fine)
-    inside = (k >= 0) & (k <= fine)
-    edges = np.where(inside, np.take_along_axis(fe, np.clip(k, 0, fine), axis=1), lo[:, None] + k * width[:, None])
-    j = np.arange(fine)[None, :]
-    idx = (j - start[:, None]) // m[:, None]
-    idx = np.where((idx >= 0) & (idx < bins), idx, -1)
-    return edges, idx
+    # the fine edges' formula (fine_edges), extended past the range over virtual empty bins
+    edges = np.where(k == fine, hi[:, None], k * step[:, None] + lo[:, None])
+    return edges, start, m
 
 
 def quantiles_from_counts(
@@ -224,13 +257,13 @@ def quantiles_from_counts(
     ndarray of shape (len(qs), dim)
     """
     q = _check_levels(qs, "quantiles")
-    counts = np.asarray(counts, dtype=np.int64)
+    counts = np.asarray(counts)
     dim, bins = counts.shape
     under = np.zeros(dim, np.int64) if underflow is None else np.asarray(underflow, np.int64)
     over = np.zeros(dim, np.int64) if overflow is None else np.asarray(overflow, np.int64)
-    inner = counts.sum(1)
+    inner = counts.sum(1, dtype=np.int64)
     n = inner + under + over
-    cum = np.cumsum(counts, axis=1)
+    cum = np.cumsum(counts, axis=1, dtype=np.int64)
     width = (hi - lo) / bins
     vmin = lo if vmin is None else np.asarray(vmin, np.float64)
     vmax = hi if vmax is None else np.asarray(vmax, np.float64)
@@ -555,7 +588,7 @@ class FineHistogram:
     def result(self) -> FineHistogramResult:
         if self.counts is None:
             raise InvalidParameterError("FineHistogram.result: no block was seen, so the number of components is unknown.")
-        c = np.ascontiguousarray(self.counts.transpose(1, 0, 2)).astype(np.int64)
+        c = np.ascontiguousarray(self.counts.transpose(1, 0, 2))
         return FineHistogramResult(self.lo.copy(), self.hi.copy(), c, self.underflow.copy(), self.overflow.copy(),
                                    self.vmin.copy(), self.vmax.copy())
 

@@ -91,7 +91,7 @@ def _cube_sum_lattice(dim: int) -> tuple[float, np.ndarray, float]:
     Returns (h, masses, offset). The per-variable lattice is chosen so that its mean
     is exact (1/3); masses of x^2 on [kh, (k+1)h) are exact (sqrt differences).
     """
-    K = int(max(64, min(1 << 16, (1 << 20) // dim)))
+    K = int(max(64, min(1 << 16, (1 << 18) // dim)))
     h = 1.0 / K
     k = np.arange(K)
     p = np.sqrt((k + 1) * h) - np.sqrt(k * h)

@@ -12,7 +12,7 @@ from ._common import NoProgress, Overwrite, Seed, progress_bar
 
 __all__ = ["register"]
 
-_STAGE_UNITS = {"graph": "step", "statistics": "pts", "structures": "pts"}
+_STAGE_UNITS = {"graph": "pts", "statistics": "pts", "structures": "pts"}
 _OUTPUTS = ("filaments.json", "filaments.csv", "filaments.npz", "filaments_pcs.png", "statistics.png", "decoded")
 
 

@@ -104,7 +104,7 @@ def info_cmd(
         lines.append(("uncommitted", f"{info['uncommitted_rows']} rows of an interrupted append (overwritten by the next)"))
     for key in ("backend", "model_fingerprint", "source", "created", "updated", "library_version", "n_skipped_nonfinite"):
         if key in prov:
-            lines.append((key.replace("_", " "), str(prov.pop(key))))
+            lines.append((key.replace("_", " "), str(prov.pop(key)) or "-"))
     prov.pop("z_dim", None)
     for key in sorted(prov):
         lines.append((key, json.dumps(prov[key], default=str) if not isinstance(prov[key], str) else prov[key]))

@@ -22,6 +22,8 @@ from ._local import (
     knn_linearity,
     mle_dimension,
     neighbourhood_spectra,
+    run_blocks,
+    single_blas_thread,
     spectrum_stats,
 )
 from ._spine import fit_spine
@@ -177,8 +179,9 @@ class FilamentDetector:
         False discovery rate of the candidate test.
     knn : {"auto", "exact", "forest", "faiss-ivf"}, default="auto"
         Engine of the all-points graph; ``"auto"`` is exact up to 30,000 points.
-    n_trees, leaf_size : int, default=2, 512
-        Forest parameters.
+    n_trees, leaf_size : int, default=2, 256
+        Forest parameters: trees whose neighbour lists are merged, and the largest
+        leaf (leaves hold between half of it and all of it).
     scale_fraction : float, default=0.25
         Neighbourhood size of the shape analysis, as a fraction of the structure.
     max_scale : int, default=1024
@@ -237,7 +240,7 @@ class FilamentDetector:
         fdr: float = 0.05,
         knn: str = "auto",
         n_trees: int = 2,
-        leaf_size: int = 512,
+        leaf_size: int = 256,
         scale_fraction: float = 0.25,
         max_scale: int = 1024,
         n_sub: int = 32,
@@ -343,6 +346,10 @@ class FilamentDetector:
         self
         """
         self._check_params()
+        with single_blas_thread():  # parallel blocks of one-thread BLAS calls instead
+            return self._fit(X, progress)
+
+    def _fit(self, X: Any, progress: StageProgress | None) -> "FilamentDetector":
         gen = check_rng(self.rng)
         report = progress or (lambda stage, done, total: None)
         times: dict[str, float] = {}
@@ -364,7 +371,8 @@ class FilamentDetector:
         null, mean, var, axes = self._null_cloud(U, gen)
 
         def graph_cb(offset: int) -> Callable[[int, int], None]:
-            return lambda done, total: report("graph", offset * total + done, 2 * total)
+            # engines count rows or trees; report points of the two clouds
+            return lambda done, total: report("graph", offset * n + (n * done) // max(1, total), 2 * n)
 
         d_data, i_data, method = knn_graph(U, k, method=self.knn, rng=gen, n_trees=self.n_trees,
                                            leaf_size=self.leaf_size, progress=graph_cb(0))
@@ -521,20 +529,28 @@ class FilamentDetector:
         """
         n, dim = U.shape
         mean = U.mean(axis=0, dtype=np.float64)
-        cov = np.zeros((dim, dim))
-        step = max(1, (32 << 20) // (4 * dim))
         mean32 = mean.astype(np.float32)
-        for lo in range(0, n, step):
+        step = max(1, (16 << 20) // (4 * dim))
+        starts = list(range(0, n, step))
+        parts: dict[int, np.ndarray] = {}
+
+        def scatter(lo: int) -> None:
             b = U[lo:lo + step] - mean32
-            cov += b.T @ b  # float32 products of centred blocks, summed in float64
-        cov /= max(1, n - 1)
+            parts[lo] = (b.T @ b).astype(np.float64)  # float32 products, summed in float64
+
+        run_blocks(scatter, starts)
+        cov = np.sum([parts[lo] for lo in starts], axis=0) / max(1, n - 1)
         w, V = np.linalg.eigh(cov)
         A = (V * np.sqrt(np.clip(w, 0.0, None))).T.astype(np.float32)  # z @ A has covariance cov
         out = np.empty((n, dim), np.float32)
-        for lo in range(0, n, step):
+        gens = dict(zip(starts, gen.spawn(len(starts))))  # one stream per block: thread-order free
+
+        def draw(lo: int) -> None:
             hi = min(n, lo + step)
-            out[lo:hi] = gen.standard_normal((hi - lo, dim), dtype=np.float32) @ A
-        out += mean.astype(np.float32)
+            out[lo:hi] = gens[lo].standard_normal((hi - lo, dim), dtype=np.float32) @ A
+            out[lo:hi] += mean32
+
+        run_blocks(draw, starts)
         return out, mean, np.clip(w[::-1], 0.0, None), V[:, ::-1].T.copy()
 
     def _structures(self, U, i_data, cand, pval, density, s_lin, s_snr, s_dim, gen, report) -> list[dict]:

@@ -30,13 +30,14 @@ from typing import Callable
 import numpy as np
 
 from ..exceptions import InvalidParameterError
+from ._local import run_blocks
 
 __all__ = ["KNN_METHODS", "knn_graph", "exact_knn", "forest_knn", "faiss_available", "resolve_knn_method"]
 
 KNN_METHODS = ("auto", "exact", "forest", "faiss-ivf")
 #: ``knn="auto"`` is exact up to this many points, the forest beyond.
 AUTO_EXACT_MAX = 30_000
-_BLOCK_BYTES = 64 << 20
+_BLOCK_BYTES = 32 << 20
 
 Progress = Callable[[int, int], None]
 
@@ -66,8 +67,27 @@ def resolve_knn_method(method: str, n: int, *, owner: str = "FilamentDetector") 
 
 
 def _sorted_topk(d2: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and values of the k smallest entries of each row, sorted."""
-    part = np.argpartition(d2, k - 1, axis=1)[:, :k]
+    """Values and indices of the k smallest entries of each row, sorted by value.
+
+    ``np.partition`` (values only) plus a mask is several times faster than
+    ``np.argpartition`` on wide rows; rows with ties at the k-th value fall back to
+    ``argpartition``.
+    """
+    n, w = d2.shape
+    if k >= w:
+        part = np.argsort(d2, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(d2, part, axis=1), part
+    kth = np.partition(d2, k - 1, axis=1)[:, k - 1 : k]
+    mask = d2 <= kth
+    counts = mask.sum(axis=1)
+    exact = counts == k
+    part = np.empty((n, k), np.int64)
+    if exact.all():
+        part[:] = np.nonzero(mask)[1].reshape(n, k)
+    else:
+        part[exact] = np.nonzero(mask[exact])[1].reshape(-1, k)
+        bad = ~exact
+        part[bad] = np.argpartition(d2[bad], k - 1, axis=1)[:, :k]
     vals = np.take_along_axis(d2, part, axis=1)
     order = np.argsort(vals, axis=1, kind="stable")
     return np.take_along_axis(vals, order, axis=1), np.take_along_axis(part, order, axis=1)
@@ -102,7 +122,7 @@ def exact_knn(
     X = np.ascontiguousarray(X, dtype=np.float32)
     n = X.shape[0]
     if use_faiss is None:
-        use_faiss = n >= 4096 and faiss_available()
+        use_faiss = n >= 10_000 and faiss_available()
     Xc = X - X.mean(axis=0, dtype=np.float64).astype(np.float32)
     if use_faiss:
         return _faiss_flat(Xc, k, progress)
@@ -110,7 +130,8 @@ def exact_knn(
     rows = max(1, min(n, _BLOCK_BYTES // max(1, 4 * n)))
     dist = np.empty((n, k), np.float32)
     idx = np.empty((n, k), np.int64)
-    for lo in range(0, n, rows):
+
+    def one(lo: int) -> None:
         hi = min(n, lo + rows)
         d2 = Xc[lo:hi] @ Xc.T
         d2 *= -2.0
@@ -120,8 +141,9 @@ def exact_knn(
         v, i = _sorted_topk(d2, k)
         dist[lo:hi] = np.sqrt(np.maximum(v, 0.0))
         idx[lo:hi] = i
-        if progress is not None:
-            progress(hi, n)
+
+    starts = list(range(0, n, rows))
+    run_blocks(one, starts, sizes=[min(rows, n - lo) for lo in starts], progress=progress)
     return dist, idx
 
 
@@ -155,23 +177,51 @@ def _drop_self(d2: np.ndarray, ii: np.ndarray, self_idx: np.ndarray, k: int) -> 
     return np.sqrt(np.maximum(d2, 0.0)).astype(np.float32), ii.astype(np.int64)
 
 
-def _leaves(Y: np.ndarray, leaf_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Leaves of one random-projection tree: median splits on random columns of Y."""
+def _leaf_matrix(Y: np.ndarray, leaf_size: int, rng: np.random.Generator) -> np.ndarray:
+    """Leaves of one random-projection tree as an (n_leaves, width) index matrix.
+
+    Every node is split at the median of a random column of ``Y`` down to the same
+    depth, so all leaves hold ``floor`` or ``ceil`` of ``n / 2**depth`` (at most
+    ``leaf_size``) points; shorter rows are padded with -1.
+    """
     n, n_dirs = Y.shape
-    stack = [np.arange(n)]
-    leaves: list[np.ndarray] = []
-    while stack:
-        node = stack.pop()
-        if node.size <= leaf_size:
-            leaves.append(node)
-            continue
-        col = int(rng.integers(n_dirs))
-        vals = Y[node, col]
-        half = node.size // 2
-        part = np.argpartition(vals, half)
-        stack.append(node[part[:half]])
-        stack.append(node[part[half:]])
-    return leaves
+    depth = max(0, int(np.ceil(np.log2(n / leaf_size)))) if n > leaf_size else 0
+    nodes = [np.arange(n)]
+    for _ in range(depth):
+        nxt = []
+        for node in nodes:
+            vals = Y[node, int(rng.integers(n_dirs))]
+            half = node.size // 2
+            part = np.argpartition(vals, half)
+            nxt.append(node[part[:half]])
+            nxt.append(node[part[half:]])
+        nodes = nxt
+    width = max(node.size for node in nodes)
+    out = np.full((len(nodes), width), -1, np.int64)
+    for r, node in enumerate(nodes):
+        out[r, : node.size] = node
+    return out
+
+
+def _leaf_neighbours(Xc: np.ndarray, sq: np.ndarray, leaves: np.ndarray, k: int,
+                     dist: np.ndarray, idx: np.ndarray) -> None:
+    """Exact k nearest neighbours inside each leaf of a block (one batched GEMM)."""
+    valid = leaves >= 0
+    safe = np.where(valid, leaves, leaves[:, :1])
+    P = Xc[safe]
+    d2 = P @ P.transpose(0, 2, 1)
+    d2 *= -2.0
+    sqv = sq[safe]
+    d2 += sqv[:, :, None]
+    d2 += sqv[:, None, :]
+    d2[np.broadcast_to(~valid[:, None, :], d2.shape)] = np.inf
+    w = leaves.shape[1]
+    d2[:, np.arange(w), np.arange(w)] = np.inf
+    v, c = _sorted_topk(d2.reshape(-1, w), k)
+    nb = safe[np.repeat(np.arange(leaves.shape[0]), w)[:, None], c]
+    rows = valid.ravel()
+    dist[leaves.ravel()[rows]] = v[rows]
+    idx[leaves.ravel()[rows]] = nb[rows]
 
 
 def _merge_lists(dists: list[np.ndarray], idxs: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -207,8 +257,9 @@ def forest_knn(
     n_trees : int, default=3
         Trees whose leaf neighbour lists are merged.
     leaf_size : int, default=512
-        Largest leaf; raised to ``4 * (k + 1)`` if smaller so every leaf holds more
-        than ``k`` points.
+        Largest leaf (all leaves hold ``n / 2**depth`` points, rounded, for the
+        smallest depth that fits); raised to ``4 * (k + 1)`` if smaller so every leaf
+        holds more than ``k`` points.
     rng : numpy Generator
     progress : callable(done, total), optional
         Called after each tree.
@@ -230,19 +281,13 @@ def forest_knn(
     dists, idxs = [], []
     for t in range(n_trees):
         G = rng.standard_normal((dim, n_dirs)).astype(np.float32)
-        Y = Xc @ G
+        leaves = _leaf_matrix(Xc @ G, leaf_size, rng)
         dist = np.empty((n, k), np.float32)
         idx = np.empty((n, k), np.int64)
-        for leaf in _leaves(Y, leaf_size, rng):
-            xl = Xc[leaf]
-            d2 = xl @ xl.T
-            d2 *= -2.0
-            d2 += sq[leaf, None]
-            d2 += sq[None, leaf]
-            np.fill_diagonal(d2, np.inf)
-            v, i = _sorted_topk(d2, k)
-            dist[leaf] = v
-            idx[leaf] = leaf[i]
+        w = leaves.shape[1]
+        step = max(1, (16 << 20) // (4 * w * max(w, dim)))
+        blocks = [leaves[lo:lo + step] for lo in range(0, leaves.shape[0], step)]
+        run_blocks(lambda b: _leaf_neighbours(Xc, sq, b, k, dist, idx), blocks)
         dists.append(dist)
         idxs.append(idx)
         if progress is not None:

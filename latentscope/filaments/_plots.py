@@ -88,7 +88,8 @@ def plot_filaments(detector: Any, Z: np.ndarray, path: str | Path, *, max_filame
 
 def plot_statistics(detector: Any, path: str | Path) -> Path:
     """Histograms of the density contrast (data against the null cloud) and of the
-    structure-scale linearity of candidates, with the thresholds used."""
+    structure-scale linearity of the candidates whose leading direction is resolved
+    (``snr >= min_snr``), with the thresholds used."""
     check_is_fitted(detector, "filaments_")
     fig = _figure(9.0, 3.6)
     ax1, ax2 = fig.subplots(1, 2)
@@ -107,10 +108,14 @@ def plot_statistics(detector: Any, path: str | Path) -> Path:
     ax1.set_xlabel("density contrast (null median / k-th neighbour distance)")
     ax1.set_ylabel("points")
     ax1.legend(fontsize=8)
-    lin = detector.structure_linearity_[np.isfinite(detector.structure_linearity_)]
-    ax2.hist(lin, bins=np.linspace(0, 1, 41), color="C0", alpha=0.7)
+    snr = detector.structure_snr_
+    analysed = np.isfinite(snr)
+    resolved = analysed & (snr >= detector.min_snr)
+    ax2.hist(detector.structure_linearity_[resolved], bins=np.linspace(0, 1, 41), color="C0", alpha=0.7,
+             label=f"resolved (snr >= {detector.min_snr}): {int(resolved.sum()):,}")
     ax2.axvline(detector.min_linearity, color="C3", ls="--", lw=1, label=f"min_linearity {detector.min_linearity}")
-    ax2.set_xlabel("structure-scale linearity of candidates")
+    ax2.plot([], [], " ", label=f"unresolved (isotropic): {int((analysed & ~resolved).sum()):,}")
+    ax2.set_xlabel("structure-scale linearity of analysed candidates")
     ax2.set_ylabel("points")
     ax2.legend(fontsize=8)
     return _save(fig, path)

@@ -29,6 +29,39 @@ COMMIT_FIELDS = ("seq", "n_committed", "updated_ns", "n_skipped_nonfinite", "lay
 #: Kept for readers of older notes: the name of the committed row count in the record.
 COMMITTED_ATTR = "n_committed"
 
+#: Dataset holding provenance set after creation: two slots (rows) of bytes, each a
+#: 32-byte header (seq, payload length, updated_ns as int64; CRC-32 of header[:24] +
+#: payload as uint32; 4 zero bytes) followed by a UTF-8 JSON object. Written alternately.
+PROVENANCE_DATASET = "provenance"
+PROVENANCE_HEADER = 32
+PROVENANCE_CHUNK = 4096
+
+
+def pack_provenance(seq: int, updated_ns: int, payload: bytes) -> bytes:
+    """One provenance slot: header and JSON payload."""
+    head = np.array([seq, len(payload), updated_ns], dtype="<i8").tobytes()
+    crc = zlib.crc32(head + payload)
+    return head + np.array([crc, 0], dtype="<u4").tobytes() + payload
+
+
+def unpack_provenance(slots: np.ndarray) -> tuple[int, int, bytes] | None:
+    """The valid slot with the highest sequence number: (seq, updated_ns, payload)."""
+    best = None
+    for row in np.asarray(slots, dtype=np.uint8):
+        raw = row.tobytes()
+        if len(raw) < PROVENANCE_HEADER:
+            continue
+        seq, length, updated = (int(v) for v in np.frombuffer(raw[:24], dtype="<i8"))
+        crc = int(np.frombuffer(raw[24:28], dtype="<u4")[0])
+        if length < 0 or PROVENANCE_HEADER + length > len(raw):
+            continue
+        payload = raw[PROVENANCE_HEADER : PROVENANCE_HEADER + length]
+        if zlib.crc32(raw[:24] + payload) != crc:
+            continue
+        if best is None or seq > best[0]:
+            best = (seq, updated, payload)
+    return best
+
 #: Names a per-point column may not take (they name the other arrays of an export).
 RESERVED_COLUMN_NAMES = frozenset({Z_DATASET, IDS_DATASET})
 

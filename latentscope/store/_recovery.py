@@ -42,6 +42,22 @@ __all__ = [
 
 _SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _M32 = 0xFFFFFFFF
+_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
+
+
+def _pread(fd: int, n: int, offset: int) -> bytes:
+    if hasattr(os, "pread"):
+        return os.pread(fd, n, offset)
+    os.lseek(fd, offset, os.SEEK_SET)  # pragma: no cover - Windows
+    return os.read(fd, n)  # pragma: no cover
+
+
+def _pwrite(fd: int, data: bytes, offset: int) -> None:
+    if hasattr(os, "pwrite"):
+        os.pwrite(fd, data, offset)
+        return
+    os.lseek(fd, offset, os.SEEK_SET)  # pragma: no cover - Windows
+    os.write(fd, data)  # pragma: no cover
 
 
 def _rot(x: int, k: int) -> int:
@@ -110,7 +126,7 @@ class Superblock:
 def _find_signature(fd: int, file_size: int) -> int | None:
     offset = 0
     while offset + 8 <= file_size:
-        if os.pread(fd, 8, offset) == _SIGNATURE:
+        if _pread(fd, 8, offset) == _SIGNATURE:
             return offset
         offset = 512 if offset == 0 else offset * 2
     return None
@@ -128,7 +144,7 @@ def read_superblock(fd: int) -> Superblock | None:
     offset = _find_signature(fd, file_size)
     if offset is None:
         raise ValueError("no HDF5 signature")
-    head = os.pread(fd, 12, offset)
+    head = _pread(fd, 12, offset)
     version = head[8]
     if version < 2:
         return None
@@ -137,7 +153,7 @@ def read_superblock(fd: int) -> Superblock | None:
     if fmt is None:
         raise ValueError(f"unsupported size of offsets {size_of_offsets}")
     size = 12 + 4 * size_of_offsets + 4
-    raw = os.pread(fd, size, offset)
+    raw = _pread(fd, size, offset)
     if len(raw) != size:
         raise ValueError("truncated superblock")
     (stored,) = struct.unpack("<I", raw[-4:])
@@ -149,13 +165,13 @@ def read_superblock(fd: int) -> Superblock | None:
 
 
 def _write_superblock(fd: int, sb: Superblock, *, status_flags: int, eoa: int) -> None:
-    raw = bytearray(os.pread(fd, sb.size, sb.offset))
+    raw = bytearray(_pread(fd, sb.size, sb.offset))
     size_of_offsets = raw[9]
     fmt = "<I" if size_of_offsets == 4 else "<Q"
     raw[11] = status_flags
     raw[12 + 2 * size_of_offsets : 12 + 3 * size_of_offsets] = struct.pack(fmt, eoa)
     raw[-4:] = struct.pack("<I", lookup3(bytes(raw[:-4])))
-    os.pwrite(fd, bytes(raw), sb.offset)
+    _pwrite(fd, bytes(raw), sb.offset)
 
 
 def chunk_extent(path: str | os.PathLike) -> int:
@@ -260,7 +276,7 @@ def writer_alive(path: str | os.PathLike) -> bool:
     """Whether some process holds the writer lock (or an HDF5 write lock) on ``path``."""
     if fcntl is None:  # pragma: no cover
         return False
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | _O_BINARY)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError as exc:

@@ -50,6 +50,7 @@ _READER_WAIT_S = 10.0
 _FIXED_ATTRS = frozenset({"format", "format_version", "z_dim", "created", "library_version", "extra_json"})
 #: Bytes per chunk along the byte axis of string matrices.
 _TEXT_CHUNK_WIDTH = 32
+_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
 
 def _now_ns() -> int:
@@ -105,6 +106,30 @@ def _is_text(ds: h5py.Dataset) -> bool:
 def _row_shape(ds: h5py.Dataset, text: bool) -> tuple[int, ...]:
     """Per-row shape of the values (without the byte axis of a string matrix)."""
     return tuple(ds.shape[1:-1] if text else ds.shape[1:])
+
+
+def _set_attr(attrs: h5py.AttributeManager, key: str, value: Any) -> None:
+    """Write an attribute without variable-length data (strings as fixed-length UTF-8).
+
+    Stores hold no variable-length data at all: HDF5's global heap, where it would live,
+    is not protected by SWMR's ordered flushes.
+    """
+    if isinstance(value, str):
+        raw = value.encode("utf-8")
+        attrs.create(key, np.array(raw, dtype=f"S{max(1, len(raw))}"),
+                     dtype=h5py.string_dtype("utf-8", max(1, len(raw))))
+    else:
+        attrs[key] = value
+
+
+def _attr_value(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        value = value.item() if value.ndim == 0 else value.tolist()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    return value
 
 
 def _fill_value(dtype: np.dtype) -> Any:
@@ -234,7 +259,7 @@ class ZStore:
         if not os.access(self.path, os.W_OK) or not st.st_mode & 0o222:
             raise StoreReadOnlyError(f"{self.path}: the file is read-only; cannot open it for appending.")
         try:
-            self._fd = os.open(self.path, os.O_RDWR)
+            self._fd = os.open(self.path, os.O_RDWR | _O_BINARY)
         except OSError as exc:
             raise StoreReadOnlyError(f"{self.path}: cannot open the file for writing ({_one_line(exc)}).") from exc
         self._lock = WriterLock(self._fd)
@@ -296,7 +321,7 @@ class ZStore:
 
     def _repair_for_reading(self) -> None:
         try:
-            fd = os.open(self.path, os.O_RDWR)
+            fd = os.open(self.path, os.O_RDWR | _O_BINARY)
         except OSError as exc:
             raise StoreError(
                 f"{self.path}: a writer stopped while holding this store; open it once for appending "
@@ -314,9 +339,10 @@ class ZStore:
 
     def _check_format(self) -> None:
         attrs = self._h5.attrs
-        fmt = attrs.get("format")
-        if isinstance(fmt, bytes):
-            fmt = fmt.decode(errors="replace")
+        try:
+            fmt = _attr_value(attrs.get("format"))
+        except (OSError, ValueError, TypeError):
+            fmt = None
         if fmt != F.FORMAT_NAME or F.Z_DATASET not in self._h5:
             raise StoreFormatError(f"{self.path}: an HDF5 file, but not a latentscope z-point store.")
         try:
@@ -437,21 +463,28 @@ class ZStore:
         self._require_open()
         out: dict[str, Any] = {}
         for key, value in self._h5.attrs.items():
-            if key == "extra_json":
-                continue
-            if isinstance(value, np.generic):
-                value = value.item()
-            elif isinstance(value, np.ndarray):
-                value = value.tolist()
-            if isinstance(value, bytes):
-                value = value.decode(errors="replace")
-            out[key] = value
-        out.update(json.loads(self._h5.attrs.get("extra_json", "{}")))
-        commit_time = _iso(self._updated_ns)
-        if str(out.get("updated", "")) < commit_time:
-            out["updated"] = commit_time
+            if key != "extra_json":
+                out[key] = _attr_value(value)
+        out.update(json.loads(_attr_value(self._h5.attrs.get("extra_json", "{}"))))
+        record = self._provenance_record()
+        times = [self._updated_ns]
+        if record is not None:
+            out.update(json.loads(record[2].decode("utf-8")))
+            times.append(record[1])
+        latest = _iso(max(times))
+        if str(out.get("updated", "")) < latest:
+            out["updated"] = latest
         out["n_skipped_nonfinite"] = self._skipped
         return out
+
+    def _provenance_record(self) -> tuple[int, int, bytes] | None:
+        if not self._has(F.PROVENANCE_DATASET):
+            return None
+        ds = self._ds(F.PROVENANCE_DATASET)
+        if self.mode == "r" and not self._file.shares_writer:
+            with _READERS_LOCK:
+                ds.refresh()
+        return F.unpack_provenance(ds[...])
 
     @property
     def column_names(self) -> list[str]:
@@ -568,7 +601,11 @@ class ZStore:
         self._seq, self._n, self._updated_ns, self._skipped, self._gen = seq, n_committed, now, self._skipped + skipped, gen
 
     def set_provenance(self, **values: Any) -> None:
-        """Set provenance values: strings and numbers as root attributes, the rest as JSON.
+        """Set provenance values (anything JSON can hold; other objects are stored as str).
+
+        The values are written as one JSON record in two alternating, checksummed slots
+        (like the commit record), so a writer killed meanwhile leaves the previous
+        provenance intact. They override the attributes written at creation.
 
         Raises
         ------
@@ -579,18 +616,22 @@ class ZStore:
         fixed = sorted(set(values) & _FIXED_ATTRS)
         if fixed:
             raise InvalidParameterError(f"set_provenance: {', '.join(fixed)} cannot be changed.")
-        attrs = self._h5.attrs
-        extra = json.loads(attrs.get("extra_json", "{}"))
-        for key, value in values.items():
-            if isinstance(value, (str, bool, int, float, np.integer, np.floating)):
-                attrs[key] = value
-                extra.pop(key, None)
-            else:
-                extra[key] = value
-                if key in attrs:
-                    del attrs[key]
-        attrs["extra_json"] = json.dumps(extra, default=str)
-        attrs["updated"] = _iso(_now_ns())
+        record = self._provenance_record()
+        current = json.loads(record[2].decode("utf-8")) if record is not None else {}
+        current.update(values)
+        payload = json.dumps(current, default=str, sort_keys=True).encode("utf-8")
+        seq = (record[0] if record is not None else 0) + 1
+        slot = F.pack_provenance(seq, _now_ns(), payload)
+        ds = self._ds(F.PROVENANCE_DATASET)
+        if len(slot) > ds.shape[1]:
+            width = ds.shape[1]
+            while width < len(slot):
+                width *= 2
+            ds.resize(width, axis=1)
+        row = np.zeros(ds.shape[1], dtype=np.uint8)
+        row[: len(slot)] = np.frombuffer(slot, dtype=np.uint8)
+        self._h5.flush()
+        ds[seq % 2] = row
         self._h5.flush()
 
     def _prepare_ids(self, ids: Any, n: int, start: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -750,7 +791,7 @@ class ZStore:
                 path, shape=(n, *tail, width), maxshape=(None, *tail, None), dtype=np.uint8,
                 chunks=(chunk, *tail, _TEXT_CHUNK_WIDTH), fillvalue=0,
             )
-            ds.attrs[F.ENCODING_ATTR] = "utf-8"
+            _set_attr(ds.attrs, F.ENCODING_ATTR, "utf-8")
         else:
             ds = self._h5.create_dataset(
                 path, shape=(n, *tail), maxshape=(None, *tail), dtype=values.dtype,
@@ -804,8 +845,9 @@ class ZStore:
         """Write a full-length per-point column (one value or row per committed z-point).
 
         An existing column of the same kind (numbers of a castable dtype, or strings)
-        and per-row shape is overwritten in place; otherwise it is replaced, and readers
-        that are open see the new column after :meth:`refresh`.
+        and per-row shape is overwritten in place (not atomically: a writer killed
+        meanwhile leaves it partly rewritten, so write it again); otherwise it is
+        replaced, and readers that are open see the new column after :meth:`refresh`.
 
         Parameters
         ----------
@@ -840,7 +882,6 @@ class ZStore:
             self._create_rowwise(path, values, self._n)
         if self._n:
             self._write_rows(path, values, 0, self._n)
-        self._h5.attrs["updated"] = _iso(_now_ns())
         self._h5.flush()
         self._commit(self._n, layout_changed=not in_place)
 
@@ -1166,25 +1207,29 @@ def create_store(
     try:
         with h5py.File(tmp, "w", libver=_LIBVER, locking=False) as h5:
             attrs = h5.attrs
-            attrs["format"] = F.FORMAT_NAME
+            _set_attr(attrs, "format", F.FORMAT_NAME)
             attrs["format_version"] = F.FORMAT_VERSION
             attrs["z_dim"] = z_dim
-            attrs["backend"] = str(backend)
-            attrs["model_fingerprint"] = str(model_fingerprint)
-            attrs["source"] = str(source)
-            attrs["created"] = attrs["updated"] = _iso(now)
-            attrs["library_version"] = __version__
+            _set_attr(attrs, "backend", str(backend))
+            _set_attr(attrs, "model_fingerprint", str(model_fingerprint))
+            _set_attr(attrs, "source", str(source))
+            _set_attr(attrs, "created", _iso(now))
+            _set_attr(attrs, "updated", _iso(now))
+            _set_attr(attrs, "library_version", __version__)
             extra = {}
             for key, value in provenance.items():
                 if isinstance(value, (str, bool, int, float, np.integer, np.floating)):
-                    attrs[key] = value
+                    _set_attr(attrs, key, value.item() if isinstance(value, np.generic) else value)
                 else:
                     extra[key] = value
-            attrs["extra_json"] = json.dumps(extra, default=str)
+            _set_attr(attrs, "extra_json", json.dumps(extra, default=str))
             h5.create_dataset(F.Z_DATASET, shape=(0, z_dim), maxshape=(None, z_dim), dtype=np.float32,
                               chunks=(int(chunk_rows), z_dim))
             h5.create_dataset(F.IDS_DATASET, shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(int(chunk_rows),))
             h5.create_group(F.COLUMNS_GROUP)
+            h5.create_group(F.TRASH_GROUP)
+            h5.create_dataset(F.PROVENANCE_DATASET, shape=(2, F.PROVENANCE_CHUNK), maxshape=(2, None),
+                              dtype=np.uint8, chunks=(1, F.PROVENANCE_CHUNK), fillvalue=0)
             record = np.stack([F.pack_commit(0, 0, now, 0, 0), F.pack_commit(1, 0, now, 0, 0)])
             h5.create_dataset(F.COMMIT_DATASET, data=record)
         os.replace(tmp, path)
@@ -1207,7 +1252,7 @@ def open_store(path: str | os.PathLike, mode: str = "r") -> ZStore:
 
 def superblock_status(path: str | os.PathLike) -> int | None:
     """The superblock status flags of an HDF5 file (None for superblock versions 0/1)."""
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | _O_BINARY)
     try:
         sb = read_superblock(fd)
     finally:

@@ -216,8 +216,12 @@ def _tmp_path(out: Path) -> Path:
     return out.with_name(f".{out.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
 
 
-def _new_store(stack: ExitStack, out: Path, overwrite: bool, z_dim: int, **kwargs: Any) -> ZStore:
-    """Create the output store under a temporary name; it replaces ``out`` when ``stack`` closes cleanly."""
+def _new_store(stack: ExitStack, out: Path, overwrite: bool, z_dim: int, **kwargs: Any) -> tuple[ZStore, Callable[[], None]]:
+    """Create the output store under a temporary name.
+
+    Returns the store and ``done()``: once called, closing ``stack`` renames the store to
+    ``out``; otherwise closing ``stack`` deletes it.
+    """
     if out.exists() and not overwrite:
         raise StoreError(f"{out}: file exists; pass --overwrite to replace it (or --append to add to it).")
     if out.is_dir():
@@ -234,8 +238,7 @@ def _new_store(stack: ExitStack, out: Path, overwrite: bool, z_dim: int, **kwarg
             tmp.unlink(missing_ok=True)
 
     stack.callback(finish)
-    store._finish_state = state  # type: ignore[attr-defined]
-    return store
+    return store, lambda: state.__setitem__("ok", True)
 
 
 def _row_blocks(n: int, rows: int) -> Iterator[tuple[int, int]]:
@@ -313,13 +316,15 @@ def import_array(
         n, z_dim = shape
         ids_arr = _import_ids(ids, src, n)
         cols = _import_columns(columns, src, key, n)
+        done = _nothing
         if append:
             store = stack.enter_context(open_store(out, "a"))
             if store.z_dim != z_dim:
                 raise InvalidParameterError(f"import: {out} has z_dim {store.z_dim}; the array has {z_dim}.")
         else:
-            store = _new_store(stack, out, overwrite, z_dim, backend=backend, model_fingerprint=model_fingerprint,
-                               source=source if source is not None else os.fspath(spec))
+            store, done = _new_store(stack, out, overwrite, z_dim, backend=backend,
+                                     model_fingerprint=model_fingerprint,
+                                     source=source if source is not None else os.fspath(spec))
         rows = batch_rows or store.block_rows(_BLOCK_BYTES)
         written = 0
         skipped_before = store.n_skipped_nonfinite
@@ -342,7 +347,7 @@ def import_array(
                 ) from None
             if progress is not None:
                 progress(hi, n)
-        _mark_done(store)
+        done()
         return {"rows": written, "skipped": store.n_skipped_nonfinite - skipped_before, "z_dim": z_dim}
 
 
@@ -391,12 +396,13 @@ def _copy_store(store: ZStore, out: Path, *, overwrite: bool, append: bool, on_n
         raise InvalidParameterError(f"import: {out} is the input store itself.")
     prov = store.provenance
     with ExitStack() as stack:
+        done = _nothing
         if append:
             dst = stack.enter_context(open_store(out, "a"))
             if dst.z_dim != store.z_dim:
                 raise InvalidParameterError(f"import: {out} has z_dim {dst.z_dim}; the input store has {store.z_dim}.")
         else:
-            dst = _new_store(stack, out, overwrite, store.z_dim, chunk_rows=store.chunk_rows,
+            dst, done = _new_store(stack, out, overwrite, store.z_dim, chunk_rows=store.chunk_rows,
                              backend=backend or str(prov.get("backend", "")),
                              model_fingerprint=model_fingerprint or str(prov.get("model_fingerprint", "")),
                              source=str(prov.get("source", "")) or source)
@@ -411,14 +417,12 @@ def _copy_store(store: ZStore, out: Path, *, overwrite: bool, append: bool, on_n
             written += dst.append(block.z, ids=block.ids, columns=block.columns, on_nonfinite=on_nonfinite)
             if progress is not None:
                 progress(block.stop, n)
-        _mark_done(dst)
+        done()
         return {"rows": written, "skipped": dst.n_skipped_nonfinite - skipped_before, "z_dim": store.z_dim}
 
 
-def _mark_done(store: ZStore) -> None:
-    state = getattr(store, "_finish_state", None)
-    if state is not None:
-        state["ok"] = True
+def _nothing() -> None:
+    """``done()`` of an output that is appended to in place."""
 
 
 def _npy_header(fp, dtype: np.dtype, shape: tuple[int, ...]) -> None:
@@ -475,13 +479,13 @@ def export_npz(
             else:
                 mode = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
                 with zipfile.ZipFile(tmp, "w", compression=mode, allowZip64=True) as zf:
-                    with zf.open("z.npy", "w", force_zip64=True) as f:
+                    with zf.open(_member("z", mode), "w", force_zip64=True) as f:
                         _write_z(store, f, progress)
                     named = {"ids": store.read_ids()}
                     for name in store.column_names:
                         named[name] = store.read_column(name)
                     for name, values in named.items():
-                        with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                        with zf.open(_member(name, mode), "w", force_zip64=True) as f:
                             np.lib.format.write_array(f, np.ascontiguousarray(values), allow_pickle=False)
                 arrays = 1 + len(named)
             os.replace(tmp, out)
@@ -489,6 +493,14 @@ def export_npz(
             tmp.unlink(missing_ok=True)
             raise
         return {"rows": n, "arrays": arrays}
+
+
+def _member(name: str, compression: int) -> zipfile.ZipInfo:
+    """A zip entry with a fixed date, so that exporting the same store gives the same bytes."""
+    info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = compression
+    info.external_attr = 0o644 << 16
+    return info
 
 
 def _write_z(store: ZStore, f, progress: ProgressCallback | None) -> None:

@@ -146,15 +146,34 @@ class KerasAEBackend:
             Seeds weight initialisation (``keras.utils.set_random_seed``) and the
             data order of every epoch.
         progress : bool or callable, default=True
-            Progress bar and one summary line per epoch on stderr; a callable gets
-            each epoch's record (dict) instead.
+            True: progress bars (unless ``LATENTSCOPE_NO_PROGRESS`` is set) and one
+            summary line per epoch on stderr (loss, validation loss, images/s).
+            A callable ``progress(done_steps, total_steps)`` replaces the bars.
+            False: silent.
+        on_epoch : callable, optional
+            Called with each epoch's record (dict: epoch, epochs, loss, val_loss,
+            images_per_s, seconds, n_train, n_val).
         val_fraction : float, default=0.05
             The last part of the source (in source order) held out for validation.
         cache : path-like or False, optional
             HDF5 uint8 image cache; default ``out_dir/image_cache.h5``; False keeps
-            the decoded images in memory only.
+            the decoded images in memory only. A cache of other data at the default
+            place is rebuilt; at a path you name it is an error.
         checkpoint_every : int, optional
             Also checkpoint every this many steps inside an epoch (long epochs).
+        max_steps : int, optional
+            Stop after this many steps in this call (checkpointing first); a later
+            call with ``resume=True`` continues (e.g. under a batch-queue time limit).
+
+        Notes
+        -----
+        Every epoch visits the training rows in an order drawn from ``(seed, epoch)``
+        and drops its last incomplete batch, so every step has the same shape. After
+        each epoch the directory gets a checkpoint (the autoencoder with its optimizer
+        state), a row of ``history.csv``, ``recon/epoch_NNN.png`` and the current
+        encoder/decoder, so it always holds a loadable model. A resumed run repeats
+        exactly the batches an uninterrupted run would have used; on one machine and
+        backend it ends with bitwise the same weights (tested with TensorFlow on CPU).
 
         Returns
         -------

@@ -244,21 +244,24 @@ class BatchReader:
     def __init__(self, cache: ImageCache) -> None:
         self.cache = cache
         self._seg_key: tuple[int, int] | None = None
-        self._seg_rows: np.ndarray | None = None
+        self._seg_rows: np.ndarray | None = None  # None: the segment is a contiguous range
+        self._seg_first = 0
         self._seg_data: np.ndarray | None = None
 
     def _batch(self, plan: EpochPlan, i: int, key: int) -> np.ndarray:
         s = plan.batch_segment[i]
         if self._seg_key != (key, s):
             rows = plan.segments[s]
-            if self.cache.in_memory and rows.size == self.cache.n:
-                self._seg_rows, self._seg_data = None, self.cache._images
+            self._seg_data = None
+            contiguous = rows.size > 0 and int(rows[-1]) - int(rows[0]) + 1 == rows.size
+            if self.cache.in_memory and contiguous:  # a view, no copy
+                self._seg_rows, self._seg_first = None, int(rows[0])
+                self._seg_data = self.cache._images[int(rows[0]) : int(rows[-1]) + 1]
             else:
-                self._seg_data = None
                 self._seg_rows, self._seg_data = rows, self.cache.read_rows(rows)
             self._seg_key = (key, s)
         idx = plan.batches[i]
-        local = idx if self._seg_rows is None else np.searchsorted(self._seg_rows, idx)
+        local = idx - self._seg_first if self._seg_rows is None else np.searchsorted(self._seg_rows, idx)
         return np.asarray(self._seg_data[local], dtype=np.float32) * np.float32(1.0 / 255.0)
 
     def iterate(self, plan: EpochPlan, *, start: int = 0, key: int = 0) -> Iterator[np.ndarray]:

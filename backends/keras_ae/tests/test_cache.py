@@ -106,3 +106,14 @@ def test_array_images_rejects_floats():
 
     with pytest.raises(DataSourceError, match="uint8 array"):
         array_images(np.zeros((2, 8, 8, 3), np.float32))
+
+
+def test_batch_reader_in_memory_uses_the_training_rows_only():
+    images = SyntheticFaces(30, image_size=16).read().images
+    cache = array_images(images)
+    plan = EpochPlan.make(24, 5, 0, 2, drop_last=True)  # rows 24.. are held out
+    got = list(BatchReader(cache).iterate(plan))
+    assert len(got) == 4
+    for x, idx in zip(got, plan.batches):
+        assert idx.max() < 24
+        np.testing.assert_allclose(x, images[idx].astype(np.float32) / 255, rtol=0, atol=1e-7)

@@ -75,7 +75,7 @@ def test_cli_train_small_preset_then_encode(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL (POSIX)")
 def test_cli_encode_killed_and_resumed_equals_uninterrupted(tiny_model, tiny_model_dir, tmp_path):
-    n = 3000
+    n = 2000
     cmd = ["encode", "--backend", "keras-ae", "--model", tiny_model_dir, "--data", f"synthetic:{n}", "--out",
            tmp_path / "part.h5", "--batch-size", "20", "--no-progress"]
     part = tmp_path / "part.h5"

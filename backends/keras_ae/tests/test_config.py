@@ -72,3 +72,17 @@ def test_parse_filters_spellings(value, expected):
 def test_parse_filters_rejects_garbage():
     with pytest.raises(InvalidParameterError, match="filters"):
         parse_filters("8,x")
+
+
+def test_loading_the_plugin_class_imports_no_framework():
+    # `latentscope backends` loads the class; that must not pay for TensorFlow's import
+    import json
+    import subprocess
+    import sys
+
+    code = ("import sys, json; from latentscope.backends import get_backend; cls = get_backend('keras-ae'); "
+            "print(json.dumps([cls.name, sorted(m for m in sys.modules if m.split('.')[0] in "
+            "{'keras', 'tensorflow', 'jax', 'torch'})]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    name, frameworks = json.loads(out.stdout.strip().splitlines()[-1])
+    assert name == "keras-ae" and frameworks == []
