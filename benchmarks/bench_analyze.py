@@ -149,7 +149,9 @@ def child(args: argparse.Namespace) -> None:
         res = run_ours(args.path, args.threads, args.main_only)
     else:
         res = run_notebook(args.path, args.main_only, args.core_iter)
-    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    res["peak_rss_mb"] = ru.ru_maxrss / 1024
+    res["cpu_s"] = ru.ru_utime + ru.ru_stime
     print("RESULT " + json.dumps(res))
 
 
@@ -200,13 +202,14 @@ def main() -> None:
         mode = "two-pass main analysis" if args.main_only else "full analysis (main + core + quantile boxes)"
         print(f"\n{mode}, {args.rows:,} x {args.dim}, threads={args.threads}")
         print(f"  ours:     {ours['time']:7.2f} s   peak RSS {ours['peak_rss_mb']:7.0f} MB   "
-              f"passes {ours['passes']} (core iterations {ours['core_iter']})")
+              f"CPU {ours['cpu_s']:6.1f} s   passes {ours['passes']} (core iterations {ours['core_iter']})")
         print("            " + ", ".join(f"{k} {v:.2f}" for k, v in ours["timings"].items()))
         if not args.no_baseline:
             nb = spawn("notebook", args, path, core_iter=ours["core_iter"])
-            print(f"  notebook: {nb['time']:7.2f} s   peak RSS {nb['peak_rss_mb']:7.0f} MB")
+            print(f"  notebook: {nb['time']:7.2f} s   peak RSS {nb['peak_rss_mb']:7.0f} MB   CPU {nb['cpu_s']:6.1f} s")
             print("            " + ", ".join(f"{k} {v:.2f}" for k, v in nb["timings"].items()))
-            print(f"  speed-up {nb['time'] / ours['time']:.2f}x, memory {nb['peak_rss_mb'] / ours['peak_rss_mb']:.2f}x lower")
+            print(f"  speed-up {nb['time'] / ours['time']:.2f}x (wall), {nb['cpu_s'] / ours['cpu_s']:.2f}x (CPU time); "
+                  f"peak memory {nb['peak_rss_mb'] / ours['peak_rss_mb']:.2f}x lower")
     finally:
         if tmp is not None and not args.keep:
             path.unlink(missing_ok=True)

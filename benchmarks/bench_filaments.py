@@ -137,12 +137,14 @@ def main(argv: list[str] | None = None) -> int:
                                rng=args.seed, **sizes)
     det, wall, traced = timed_fit(cloud.z, k=args.k, knn=args.knn, rng=args.seed)
     sc = score_planted(cloud, det.labels_)
+    sys.stdout.flush()
     print(f"\nplanted (seed {args.seed}): {len(cloud.structures)} structures, {int(cloud.filament_mask.sum())} filament points")
     print(f"  precision {sc['precision']:.4f}   recall {sc['recall']:.4f}   detected {sc['n_detected']} / planted {sc['n_planted']}"
           f"   matches per planted filament {sc['matches']}   each matched once: {sc['matched_once']}")
     print(f"  reported points by ground truth: {sc['reported_by_kind']}   candidates {int(det.candidates_.sum())}")
     print(f"  fit {wall:.1f} s  (" + ", ".join(f"{k} {v:.1f}" for k, v in det.timings_.items() if k != "total")
-          + f")   traced peak {traced:.0f} MB   process peak RSS {peak_rss_mb():.0f} MB   engine {det.knn_method_}")
+          + f")   process CPU {det.cpu_times_['total']:.1f} s   traced peak {traced:.0f} MB"
+          f"   process peak RSS {peak_rss_mb():.0f} MB   engine {det.knn_method_}")
 
     rng = np.random.default_rng(args.seed)
     queries = rng.choice(args.n, 2000, replace=False)
@@ -159,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
             d, w, tr = timed_fit(null.z, k=args.k, knn=args.knn, rng=s)
             hits += bool(d.filaments_)
             walls.append(w)
-            print(f"  seed {s}: {len(d.filaments_)} filaments, {int(d.candidates_.sum())} candidates, {w:.1f} s, traced peak {tr:.0f} MB")
+            print(f"  seed {s}: {len(d.filaments_)} filaments, {int(d.candidates_.sum())} candidates, {w:.1f} s"
+                  f" (CPU {d.cpu_times_['total']:.1f} s), traced peak {tr:.0f} MB", flush=True)
         print(f"  seeds with any filament: {hits} of {args.null_seeds}   median fit {np.median(walls):.1f} s"
               f"   process peak RSS {peak_rss_mb():.0f} MB")
 

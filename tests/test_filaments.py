@@ -148,6 +148,15 @@ def test_detector_ignores_blobs_and_sheets():
     assert det.filaments_ == []
 
 
+def test_detector_subsamples_large_structures(small_cloud):
+    # structures above max_structure are analysed on a subsample; the rest follow their neighbours
+    det = FilamentDetector(max_structure=150, min_members=20, rng=0).fit(small_cloud.z)
+    sc = score_planted(small_cloud, det.labels_)
+    assert sc["precision"] >= 0.9 and sc["recall"] >= 0.9 and sc["matched_once"]
+    for f in det.filaments_:
+        assert f.n_members == np.unique(f.members).size
+
+
 def test_detector_forest_engine_on_small_cloud(small_cloud):
     # the approximate forest graph gives the same detections as the exact one
     det = FilamentDetector(knn="forest", leaf_size=256, rng=0).fit(small_cloud.z)

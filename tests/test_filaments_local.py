@@ -200,3 +200,18 @@ def test_fit_spine_measures_a_straight_filament():
     assert np.mean(np.diff(ordered) >= -0.3) > 0.99
     assert abs(abs(sp.direction @ u) - 1) < 1e-3
     assert abs(sp.thickness - 0.05 * np.sqrt(dim - 1)) < 0.1 * 0.05 * np.sqrt(dim)
+
+
+def test_knn_without_faiss_falls_back_to_numpy(monkeypatch):
+    # with faiss not importable, exact search uses numpy and faiss-ivf is a clear error
+    import sys
+
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    assert not faiss_available()
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(400, 8)).astype(np.float32)
+    d, i, method = knn_graph(X, 4, method="exact", rng=rng)
+    _, bi = _brute(X, 4)
+    assert method == "exact" and all(set(a) == set(b) for a, b in zip(i, bi))
+    with pytest.raises(InvalidParameterError, match="pip install 'latentscope-ae\\[knn\\]'"):
+        resolve_knn_method("faiss-ivf", 400)

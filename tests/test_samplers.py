@@ -26,9 +26,9 @@ from latentscope.samplers import (
 )
 from latentscope.stream import Moments, run_reducers
 
-NAMES = ["ball", "box", "cube", "ellipse", "gauss", "gmm", "mvn", "normal", "path", "pca-box", "pca-gauss", "shell"]
+NAMES = ["ball", "box", "cube", "ellipse", "gauss", "gmm", "kde", "mvn", "normal", "path", "pca-box", "pca-gauss", "shell"]
 #: Options that keep the contract tests fast.
-FAST = {"gmm": {"n_components": 2, "max_iter": 20}}
+FAST = {"gmm": {"n_components": 2, "max_iter": 20}, "kde": {"n_calibration": 200, "calibration_rows": 1000}}
 
 
 def _cloud(n=3000, d=6, seed=0):

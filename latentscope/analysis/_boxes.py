@@ -44,22 +44,48 @@ def pca_margin(dim: int, max_centered_norm: float, dtype: Any = np.float32) -> f
     return 2.0 * gamma * max_centered_norm + np.finfo(np.float64).tiny
 
 
+def _inward32(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 bounds with ``x >= lo <=> x >= lo32`` and ``x <= hi <=> x <= hi32`` for float32 x."""
+    lo32 = lo.astype(np.float32)
+    lo32 = np.where(lo32.astype(np.float64) < lo, np.nextafter(lo32, np.float32(np.inf)), lo32)
+    hi32 = hi.astype(np.float32)
+    hi32 = np.where(hi32.astype(np.float64) > hi, np.nextafter(hi32, np.float32(-np.inf)), hi32)
+    return lo32.astype(np.float32), hi32.astype(np.float32)
+
+
 class _Membership:
     """Counts the rows inside an axis box and an oriented box (exactly as ``contains``)."""
 
     def __init__(self, axis_box: Box | None, pca_box: OrientedBox | None, cache: FrameCache | None, margin: float) -> None:
         self.axis_box, self.pca_box, self.cache, self.margin = axis_box, pca_box, cache, margin
         self.n = self.in_axis = self.in_pca = 0
+        if axis_box is not None:
+            self._alo32, self._ahi32 = _inward32(axis_box.lo, axis_box.hi)
+        if pca_box is not None:
+            dt = cache.dtype
+            m = margin
+            self._in_lo = (pca_box.lo + m).astype(dt)  # surely inside: well within the bounds
+            self._in_hi = (pca_box.hi - m).astype(dt)
+            self._out_lo = (pca_box.lo - m).astype(dt)  # maybe inside: within the padded bounds
+            self._out_hi = (pca_box.hi + m).astype(dt)
+            if dt == np.float32:  # round the float32 bounds so that both tests stay conservative
+                self._in_lo = np.nextafter(self._in_lo, np.float32(np.inf))
+                self._in_hi = np.nextafter(self._in_hi, np.float32(-np.inf))
+                self._out_lo = np.nextafter(self._out_lo, np.float32(-np.inf))
+                self._out_hi = np.nextafter(self._out_hi, np.float32(np.inf))
 
     def update(self, x: np.ndarray, group: Any = None) -> "_Membership":
         self.n += x.shape[0]
         if self.axis_box is not None:
-            self.in_axis += int(np.count_nonzero(np.all((x >= self.axis_box.lo) & (x <= self.axis_box.hi), axis=1)))
+            if x.dtype == np.float32:  # exact: the bounds were rounded inwards to float32
+                inside = np.all((x >= self._alo32) & (x <= self._ahi32), axis=1)
+            else:
+                inside = np.all((x >= self.axis_box.lo) & (x <= self.axis_box.hi), axis=1)
+            self.in_axis += int(np.count_nonzero(inside))
         if self.pca_box is not None:
-            t = self.cache.rotate(self.cache.deviations(x)).astype(np.float64)
-            lo, hi, m = self.pca_box.lo, self.pca_box.hi, self.margin
-            surely_in = np.all((t >= lo + m) & (t <= hi - m), axis=1)
-            maybe = np.all((t >= lo - m) & (t <= hi + m), axis=1) & ~surely_in
+            t = self.cache.rotate(self.cache.deviations(x))
+            surely_in = np.all((t >= self._in_lo) & (t <= self._in_hi), axis=1)
+            maybe = np.all((t >= self._out_lo) & (t <= self._out_hi), axis=1) & ~surely_in
             self.in_pca += int(np.count_nonzero(surely_in))
             if maybe.any():
                 self.in_pca += int(np.count_nonzero(self.pca_box.contains(x[maybe])))

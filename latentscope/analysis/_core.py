@@ -9,7 +9,7 @@ from scipy.special import gammainc
 
 from .._validation import check_fraction
 from ..exceptions import InvalidParameterError
-from ..stream import Covariance, CovarianceResult
+from ..stream import CovarianceResult
 from ._base import Analysis, ProgressFn, check_int, pass_progress
 from ._passes import (
     DEFAULT_MAX_BYTES,

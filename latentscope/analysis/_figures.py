@@ -264,6 +264,10 @@ def plot_radial(radial: Any, *, title: str | None = None):
             for n, ref in curves:
                 lo = min(lo, ref.mean() - 5 * ref.std()) if n != "ball" else lo
                 hi = max(hi, ref.mean() + 5 * ref.std()) if n != "ball" else max(hi, ref.radius * 1.02)
+            r0 = radial.origin_mahalanobis_
+            show_origin = kind == "mahalanobis" and np.isfinite(r0) and r0 <= hi * 1.5
+            if show_origin:
+                lo, hi = min(lo, 0.95 * r0), max(hi, 1.05 * r0)
             x = np.linspace(max(lo, 0.0), hi, 600)
             ymax = float(dens.max()) if dens.size else 1.0
             for n, ref in curves:
@@ -284,9 +288,9 @@ def plot_radial(radial: Any, *, title: str | None = None):
                     cube = CubeRadius(b, dim)
                     ax.axvline(cube.mean(), color=REF_COLORS["cube"], lw=0.8, ls=ls, alpha=0.8,
                                label=f"cube b = {b:g}: mean {cube.mean():.2f}")
-            if kind == "mahalanobis" and np.isfinite(radial.origin_mahalanobis_) and radial.origin_mahalanobis_ <= x[-1] * 1.5:
-                ax.axvline(radial.origin_mahalanobis_, color="k", lw=1.0, ls="--",
-                           label=f"origin: {radial.origin_mahalanobis_:.2f} ({radial.fraction_closer_than_origin_:.1%} closer)")
+            if show_origin:
+                ax.axvline(r0, color="k", lw=1.0, ls="--",
+                           label=f"origin at {r0:.2f}: {radial.fraction_closer_than_origin_:.1%} of points closer")
             ax.set_xlim(x[0], x[-1])
             ax.set_ylim(0, 1.15 * ymax)
             ax.set_xlabel(xlabel)
@@ -360,14 +364,15 @@ def plot_core(core: Any, *, title: str | None = None):
         a1.set_xlabel("principal axis (by eigenvalue rank)")
         a1.set_ylabel("core / full eigenvalue")
         a1.set_title(f"Core covariance: {core.n_iter_} iterations, core fraction {core.core_fraction_:.1%}", fontsize=9)
-        a2.bar(k, core.outer_asymmetry_, width=1.0, color=FIT_COLOR, alpha=0.7, label="(n+ - n-) / n outer")
-        a2.plot(k, core.outer_skewness_ / max(np.nanmax(np.abs(core.outer_skewness_)), 1e-12) * np.nanmax(np.abs(core.outer_asymmetry_)),
-                ".", ms=2.5, color="k", alpha=0.6, label="outer skewness (scaled)")
+        a2.bar(k, core.outer_asymmetry_, width=1.0, color=FIT_COLOR, alpha=0.7)
         a2.axhline(0, color="k", lw=0.6)
         a2.set_xlabel("principal axis of the core")
-        a2.set_ylabel("asymmetry of the outer layers")
-        a2.set_title(f"Outer layers ({core.outer_fraction_:.1%} of points)", fontsize=9)
-        a2.legend(frameon=False)
+        a2.set_ylabel("sign imbalance (n+ - n-) / n outer", color=FIT_COLOR)
+        a3 = a2.twinx()
+        a3.plot(k, core.outer_skewness_, ".", ms=2.5, color="k", alpha=0.6)
+        a3.set_ylabel("skewness of the outer layer")
+        a3.spines["right"].set_visible(True)
+        a2.set_title(f"Asymmetry of the outer layers ({core.outer_fraction_:.1%} of points)", fontsize=9)
         fig.suptitle(title or f"Core (trim {core.trim:g}) and outer layers")
     return fig
 

@@ -206,7 +206,15 @@ class SecondMoments:
 
     def update(self, t: np.ndarray) -> "SecondMoments":
         """Add a block of coordinates given row-wise, shape (n, k)."""
-        return self.update_columns(t.T)
+        if t.shape[0] == 0:
+            return self
+        if self.s1 is None:
+            k = t.shape[1]
+            self.s1, self.s2 = np.zeros(k), np.zeros((k, k))
+        self.n += t.shape[0]
+        self.s1 += t.sum(0, dtype=np.float64)
+        self.s2 += t.T @ t
+        return self
 
     def merge(self, other: "SecondMoments") -> "SecondMoments":
         if other.n == 0:

@@ -517,36 +517,51 @@ class FineHistogram:
         flat = np.flatnonzero(flag)
         if flat.size:
             cols, rows = np.divmod(flat, n)
-            self._fix(xT, idx, flat, rows, cols, c0, group)
+            self._fix(xT, idx, flat, rows, cols, c0, group, inside)
         bc = np.bincount(idx.ravel(), minlength=total + 1)
         self.counts[sl] += bc[:total].reshape(k, G, B).astype(self.counts.dtype, copy=False)
 
     def _fix(self, xT: np.ndarray, idx: np.ndarray, flat: np.ndarray, rows: np.ndarray, lcols: np.ndarray, c0: int,
-             group: np.ndarray | None) -> None:
+             group: np.ndarray | None, inside: bool = False) -> None:
         """Exact bins (against the float64 edges) for values near an edge or outside the range."""
         B, G = self.bins, self.groups
         k = xT.shape[0]
-        cols = lcols + c0
+        cols = lcols + c0 if c0 else lcols
         xe = xT.ravel()[flat].astype(np.float64)
         lo, hi, step = self.lo[cols], self.hi[cols], self._step[cols]
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            j = np.floor((xe - lo) / step)
-        j = np.clip(np.nan_to_num(j, nan=0.0, posinf=B, neginf=-1), -1, B).astype(np.intp)
-        for _ in range(2):  # the estimate is off by at most one bin; correct it against the exact edges
+            jf = np.floor((xe - lo) / step)
+        if inside:  # every value lies in [lo, hi]: the estimate is off by at most one bin
+            j = np.clip(jf, 0, B - 1).astype(np.intp)
+        else:
+            j = np.clip(np.nan_to_num(jf, nan=0.0, posinf=B, neginf=-1), -1, B).astype(np.intp)
+        for _ in range(1 if inside else 2):  # correct the estimate against the exact edges
             j -= (j >= 0) & (xe < _edge_at(np.maximum(j, 0), lo, hi, step, B))
-            j += (j < B) & (xe >= _edge_at(np.minimum(j + 1, B), lo, hi, step, B))
-        under = xe < lo
-        over = xe > hi
-        j = np.where(xe == hi, B - 1, np.clip(j, 0, B - 1))
-        bad = ~(under | over) & ~((_edge_at(j, lo, hi, step, B) <= xe)
-                                  & ((xe < _edge_at(j + 1, lo, hi, step, B)) | (j == B - 1)))
-        for q in np.flatnonzero(bad):  # pathological ranges only: search the column's edges
+            j += (j < B - (1 if inside else 0)) & (xe >= _edge_at(np.minimum(j + 1, B), lo, hi, step, B))
+        if inside:
+            under = over = None
+            j = np.clip(j, 0, B - 1)
+        else:
+            under = xe < lo
+            over = xe > hi
+            j = np.where(xe == hi, B - 1, np.clip(j, 0, B - 1))
+        ok = (_edge_at(j, lo, hi, step, B) <= xe) & ((xe < _edge_at(j + 1, lo, hi, step, B)) | (j == B - 1))
+        if under is not None:
+            ok |= under | over
+        for q in np.flatnonzero(~ok):  # pathological ranges only: search the column's edges
             c = cols[q]
             j[q] = min(B - 1, max(0, int(np.searchsorted(fine_edges(self.lo[c:c + 1], self.hi[c:c + 1], B)[0],
                                                          xe[q], side="right")) - 1))
-        g = np.zeros(rows.size, np.intp) if group is None else group[rows]
-        fl = j + lcols * (G * B) + g * B
+        fl = j + lcols * (G * B)
+        g = None
+        if group is not None:
+            g = group[rows]
+            fl += g * B
+        if under is None:
+            idx.ravel()[flat] = fl
+            return
         idx.ravel()[flat] = np.where(under | over, k * G * B, fl)
+        g = np.zeros(rows.size, np.intp) if g is None else g
         if under.any():
             np.add.at(self.underflow, (g[under], cols[under]), 1)
         if over.any():

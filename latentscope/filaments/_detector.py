@@ -230,7 +230,10 @@ class FilamentDetector:
     knn_method_ : str
     n_points_, n_unique_, z_dim_ : int
     timings_ : dict of str to float
-        Seconds per stage.
+        Wall-clock seconds per stage (``load``, ``graph``, ``statistics``,
+        ``structures``) and in ``total``.
+    cpu_times_ : dict of str to float
+        Process CPU seconds (all threads) per stage and in total.
     """
 
     def __init__(
@@ -354,6 +357,14 @@ class FilamentDetector:
         report = progress or (lambda stage, done, total: None)
         times: dict[str, float] = {}
         t0 = time.perf_counter()
+        c0 = cpu = time.process_time()
+        cpu_times: dict[str, float] = {}
+
+        def lap(stage: str, since: float) -> None:
+            nonlocal cpu
+            times[stage] = time.perf_counter() - since
+            now = time.process_time()
+            cpu_times[stage], cpu = now - cpu, now
         Z, rows, n_total = self._load(X)
         first, inverse = _unique_rows(Z)
         U = Z[first] if first.size < Z.shape[0] else Z
@@ -364,7 +375,7 @@ class FilamentDetector:
                 f"FilamentDetector: needs more than k = {k} distinct finite points; got {n}"
                 + (f" (of {n_total} rows)." if n != n_total else ".")
             )
-        times["load"] = time.perf_counter() - t0
+        lap("load", t0)
 
         # 1. graphs of the data and of a Gaussian null cloud with the same mean and covariance
         t1 = time.perf_counter()
@@ -379,7 +390,7 @@ class FilamentDetector:
         d_null, _, _ = knn_graph(null, k, method=self.knn, rng=gen, n_trees=self.n_trees,
                                  leaf_size=self.leaf_size, progress=graph_cb(1))
         del null
-        times["graph"] = time.perf_counter() - t1
+        lap("graph", t1)
 
         # 2. per-point statistics and density candidates
         t2 = time.perf_counter()
@@ -387,11 +398,11 @@ class FilamentDetector:
         dk = d_data[:, -1].astype(np.float64)
         pval = empirical_pvalues(dk, null_dk)
         cand = benjamini_hochberg(pval, float(self.fdr))
-        with np.errstate(divide="ignore"):
-            density = np.median(null_dk) / dk
+        null_median = float(np.median(null_dk))
+        density = null_median / np.maximum(dk, 1e-12 * null_median)  # finite even for coincident points
         local_dim = mle_dimension(d_data)
         linearity = knn_linearity(U, i_data, progress=lambda d, t: report("statistics", d, t))
-        times["statistics"] = time.perf_counter() - t2
+        lap("statistics", t2)
 
         # 3-4. structures, shape at their scale, filaments
         t3 = time.perf_counter()
@@ -399,7 +410,7 @@ class FilamentDetector:
         s_snr = np.full(n, np.nan)
         s_dim = np.full(n, np.nan)
         found = self._structures(U, i_data, cand, pval, density, s_lin, s_snr, s_dim, gen, report)
-        times["structures"] = time.perf_counter() - t3
+        lap("structures", t3)
 
         # back to the input rows (duplicates share their representative's values)
         def expand(a: np.ndarray, fill: float) -> np.ndarray:
@@ -445,7 +456,9 @@ class FilamentDetector:
         self.labels_ = labels
         self.filaments_ = filaments
         times["total"] = time.perf_counter() - t0
+        cpu_times["total"] = time.process_time() - c0
         self.timings_ = times
+        self.cpu_times_ = cpu_times
         return self
 
     # -- results --------------------------------------------------------------------------
@@ -599,6 +612,8 @@ class FilamentDetector:
         k = int(self.k)
         dim = U.shape[1]
         nm = members.size
+        if nm < max(3, int(self.min_members)):
+            return []
         P = U[members]
         K = int(np.clip(round(self.scale_fraction * nm), min(2 * k, nm - 1), min(self.max_scale, nm - 1)))
         _, nbr = exact_knn(P, K, use_faiss=False)  # sorted, without self

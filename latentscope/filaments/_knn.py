@@ -36,7 +36,7 @@ __all__ = ["KNN_METHODS", "knn_graph", "exact_knn", "forest_knn", "faiss_availab
 
 KNN_METHODS = ("auto", "exact", "forest", "faiss-ivf")
 #: ``knn="auto"`` is exact up to this many points, the forest beyond.
-AUTO_EXACT_MAX = 30_000
+AUTO_EXACT_MAX = 10_000
 _BLOCK_BYTES = 32 << 20
 
 Progress = Callable[[int, int], None]

@@ -16,6 +16,7 @@ values) with :func:`make_sampler`; :func:`all_samplers` lists them:
 ``pca-gauss``  Gaussian in PCA coordinates, truncated to the PCA box
 ``ellipse``    PCA coordinates restricted by 2-D confidence ellipses (series X)
 ``gmm``        ex-post Gaussian mixture (RAE paper)
+``kde``        smoothed bootstrap of the z-points (bandwidth chosen not to memorise)
 ``path``       segments in coordinate planes or along PCs, interpolations, grids
 =============  =================================================================
 
@@ -25,6 +26,7 @@ values) with :func:`make_sampler`; :func:`all_samplers` lists them:
 from ._base import Sampler, all_samplers, load_sampler, make_sampler, rejection_sample, sampler_from_dict
 from ._fitted import BoxSampler, GaussSampler, MVNSampler
 from ._gmm import GMMSampler
+from ._kde import KDESampler
 from ._landing import LandingReference, LandingReport, landing_report
 from ._path import PathSampler
 from ._pca import EllipseSampler, PCABoxSampler, PCAGaussSampler, truncated_normal
@@ -35,6 +37,6 @@ __all__ = [
     "CubeSampler", "BallSampler", "ShellSampler", "NormalSampler",
     "BoxSampler", "GaussSampler", "MVNSampler",
     "PCABoxSampler", "PCAGaussSampler", "EllipseSampler", "truncated_normal",
-    "GMMSampler", "PathSampler",
+    "GMMSampler", "KDESampler", "PathSampler",
     "LandingReport", "LandingReference", "landing_report",
 ]
