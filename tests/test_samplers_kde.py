@@ -41,7 +41,7 @@ def test_kde_auto_bandwidth_does_not_memorise_but_a_tiny_one_does():
     Z, fresh = both[:2000], both[2000:]  # fresh: new draws of the same distribution, the baseline
     auto = make_sampler("kde", n_calibration=500).fit(Z, rng=0)
     assert 0.02 < auto.bandwidth_ < 1.0
-    assert auto.calibration_ratio_ >= 1.0 and auto.train_nn_median_ > 0
+    assert auto.calibration_ratio_ >= 1.0 and auto.train_nn_quantile_ > 0
     q = (0.05,)
     base = memorisation(Z, fresh, quantiles=q, rng=0).excess[0]
     got = memorisation(Z, auto.sample(1000, rng=3), quantiles=q, rng=0).excess[0]

@@ -33,21 +33,27 @@ class KDESampler(Sampler):
     multivariate normal (``mvn``); ``h -> 0`` copies the training codes.
 
     With ``bandwidth="auto"`` the bandwidth is the smallest ``h`` at which the samples
-    are, in the median, no nearer to a training code than the training codes are to
-    each other: ``median_i d(sample_i, nearest centre) >= target * median_j
-    d(centre_j, nearest other centre)``. Fresh draws from the data distribution sit at
-    ratio about 1, copies at 0, so ``target=1`` keeps the sampler from memorising by
-    construction (measure it with :func:`latentscope.metrics.memorisation`). The ratio
-    is found by bisection on ``calibration_rows`` centres with ``n_calibration``
-    queries, using the same random draws for every ``h`` (exact nearest neighbours).
+    are no nearer to a training code than the training codes are to each other, at
+    the ``quantile`` of the nearest-neighbour distances:
+    ``Q_q[d(sample, nearest centre)] >= target * Q_q[d(centre, nearest other centre)]``.
+    Fresh draws from the data distribution sit at ratio about 1, copies at 0, so
+    ``target=1`` keeps the share of samples below the q-quantile of the training
+    codes' own neighbour distances at about q: the sampler does not memorise by
+    construction (:func:`latentscope.metrics.memorisation` measures exactly this).
+    The ratio is found by bisection on ``calibration_rows`` centres with
+    ``n_calibration`` queries, using the same random draws for every ``h`` (exact
+    nearest neighbours).
 
     Parameters
     ----------
     bandwidth : float in (0, 1] or "auto", default="auto"
         The noise scale ``h`` relative to the data's spread.
     target : float, default=1.0
-        ``auto``: the ratio of median nearest-neighbour distances to reach (> 0;
+        ``auto``: the ratio of nearest-neighbour distance quantiles to reach (> 0;
         larger is farther from the training codes).
+    quantile : float in (0, 1), default=0.05
+        ``auto``: the quantile of the nearest-neighbour distances compared (the
+        lower tail, where copies would show; 0.5 compares medians).
     max_rows : int or None, default=50000
         Keep at most this many z-points as centres (a uniform random subset);
         None keeps all (``save`` writes them to the ``.npz`` file).
@@ -70,8 +76,9 @@ class KDESampler(Sampler):
     n_centers_ : int
     calibration_ratio_ : float or None
         ``auto``: the ratio reached at ``bandwidth_``.
-    train_nn_median_ : float or None
-        ``auto``: median nearest-other-centre distance of the calibration set.
+    train_nn_quantile_ : float or None
+        ``auto``: the ``quantile`` of the calibration centres' nearest-other-centre
+        distances.
 
     Examples
     --------
@@ -86,14 +93,14 @@ class KDESampler(Sampler):
     name = "kde"
     description = "smoothed bootstrap: a stored code shrunk to the mean plus N(0, h^2 Sigma) noise (auto h: no memorising)"
     _array_attrs = ("centers_", "mean_", "components_", "variances_")
-    _scalar_attrs = ("bandwidth_", "n_centers_", "calibration_ratio_", "train_nn_median_")
+    _scalar_attrs = ("bandwidth_", "n_centers_", "calibration_ratio_", "train_nn_quantile_")
 
     def __init__(
         self,
         *,
         bandwidth: float | str = "auto",
         target: float = 1.0,
-        quantile: float = 0.5,
+        quantile: float = 0.05,
         max_rows: int | None = 50000,
         n_calibration: int = 1000,
         calibration_rows: int = 10000,
@@ -131,9 +138,9 @@ class KDESampler(Sampler):
         self.variances_ = np.clip(np.array(pca.explained_variance_, dtype=np.float64), 0.0, None)
         self.z_dim_ = int(dim)
         self.n_centers_ = int(self.centers_.shape[0])
-        self.calibration_ratio_ = self.train_nn_median_ = None
+        self.calibration_ratio_ = self.train_nn_quantile_ = None
         if isinstance(h, str):
-            self.bandwidth_, self.calibration_ratio_, self.train_nn_median_ = self._calibrate(rng)
+            self.bandwidth_, self.calibration_ratio_, self.train_nn_quantile_ = self._calibrate(rng)
         else:
             self.bandwidth_ = float(h)
 
