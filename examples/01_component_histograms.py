@@ -35,7 +35,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("examples-out") / Path(__file__).stem, help="output folder")
     p.add_argument("--bins", type=int, default=100, help="histogram bins per component")
     p.add_argument("--panels", type=int, default=16, help="components shown in the histogram grid")
-    p.add_argument("--seed", type=int, default=0, help="accepted for a uniform command line; the analysis is deterministic")
+    p.add_argument("--seed", type=int, default=0,
+                   help="accepted for a uniform command line; the analysis is deterministic")
     return p.parse_args()
 
 
@@ -51,9 +52,10 @@ def main() -> None:
     with table.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["component", "mean", "std", "min", "max", "skewness", "excess_kurtosis", "ks_distance"])
+        cols = (stats.mean_, stats.std_, stats.min_, stats.max_, stats.skewness_, stats.excess_kurtosis_,
+                stats.ks_distance_)
         for k in range(dim):
-            w.writerow([k] + [f"{v:.6g}" for v in (stats.mean_[k], stats.std_[k], stats.min_[k], stats.max_[k],
-                                                   stats.skewness_[k], stats.excess_kurtosis_[k], stats.ks_distance_[k])])
+            w.writerow([k] + [f"{c[k]:.6g}" for c in cols])
 
     # A short readable table: evenly spaced components plus the least Gaussian one.
     ks = np.nan_to_num(stats.ks_distance_, nan=-1.0)

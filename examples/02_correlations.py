@@ -40,7 +40,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("examples-out") / Path(__file__).stem, help="output folder")
     p.add_argument("--n-pairs", type=int, default=4, help="most correlated pairs to draw (without --pair)")
     p.add_argument("--pair", type=pair, action="append", help="a pair 'i,j' to draw (repeatable)")
-    p.add_argument("--seed", type=int, default=0, help="accepted for a uniform command line; the analysis is deterministic")
+    p.add_argument("--seed", type=int, default=0,
+                   help="accepted for a uniform command line; the analysis is deterministic")
     return p.parse_args()
 
 
@@ -68,7 +69,8 @@ def main() -> None:
     for (i, j), e in zip(corr.pairs_, corr.ellipses_):
         a, b = e["semi_axes"][list(e["levels"]).index(0.95)]
         ratio = a / b if b > 0 else np.inf
-        print(f"{f'({i},{j})':>9} {e['correlation']:>+7.3f} {e['angle_deg']:>7.1f}° {a:>8.3g} {b:>8.3g} {ratio:>10.2f}")
+        print(f"{f'({i},{j})':>9} {e['correlation']:>+7.3f} {e['angle_deg']:>7.1f}° {a:>8.3g} {b:>8.3g} "
+              f"{ratio:>10.2f}")
 
     for name, fig in [("correlation_matrix", plot_correlation_matrix(corr)),
                       ("pair_densities", plot_pair_densities(corr))]:

@@ -87,8 +87,8 @@ def main() -> None:
     e, c = rad.hist_edges_["origin"], rad.hist_counts_["origin"]
     dens = c / c.sum() / np.diff(e)
     ax.stairs(dens, e, fill=True, color="0.6", alpha=0.7, label=f"data |z| ({rad.n_samples_seen_:,} points)")
-    x_hi = max(max(r.mean() + 5 * r.std() for r in refs.values()), e[-1])
-    x = np.linspace(0.0, x_hi, 2000)
+    x_lo = max(0.0, min(e[0], min(r.mean() - 5 * r.std() for r in refs.values())))
+    x = np.linspace(x_lo, max(e[-1], max(r.mean() + 5 * r.std() for r in refs.values())), 2000)
     for k, (name, ref) in enumerate(refs.items()):
         ax.plot(x, ref.pdf(x), color=f"C{k}", lw=1.3, ls="--" if "match" in name else "-", label=name)
     ax.set_ylim(0, 1.3 * max(dens.max(), max(r.pdf(x).max() for r in refs.values() if not isinstance(r, BallRadius))))

@@ -35,7 +35,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("examples-out") / Path(__file__).stem, help="output folder")
     p.add_argument("--correlation", action="store_true", help="also report the spectrum of the correlation matrix")
     p.add_argument("--quantile", type=float, default=0.005, help="trim of the quantile boxes at each end")
-    p.add_argument("--seed", type=int, default=0, help="accepted for a uniform command line; the analysis is deterministic")
+    p.add_argument("--seed", type=int, default=0,
+                   help="accepted for a uniform command line; the analysis is deterministic")
     return p.parse_args()
 
 
@@ -68,8 +69,9 @@ def main() -> None:
           f"max {s['ks_distance_max']:.4f}; |skewness| median {s['abs_skewness_median']:.3f}")
 
     # The PCA fragment: the bounding box in the principal frame against the axis-aligned one.
+    vol_ratio = np.exp(box.log_volume_axis_ - box.log_volume_pca_)
     print(f"\nlog volume of the min/max boxes: axis-aligned {box.log_volume_axis_:.2f}, "
-          f"PCA-aligned {box.log_volume_pca_:.2f} (volume ratio axis / PCA = {np.exp(box.log_volume_axis_ - box.log_volume_pca_):.3g})")
+          f"PCA-aligned {box.log_volume_pca_:.2f} (volume ratio axis / PCA = {vol_ratio:.3g})")
     print(f"{args.quantile:g}..{1 - args.quantile:g} quantile boxes: log volumes axis {qbox.log_volume_axis_:.2f}, "
           f"PCA {qbox.log_volume_pca_:.2f}; points inside: axis box {qbox.fraction_inside_axis_:.1%}, "
           f"PCA box {qbox.fraction_inside_pca_:.1%}")
@@ -78,7 +80,7 @@ def main() -> None:
 
     figures = {
         "spectrum": plot_spectrum(pca),
-        "pc_histograms": plot_component_histograms(pcs, max_panels=min(dim, 12)),
+        "pc_histograms": plot_component_histograms(pcs, max_panels=min(dim, 8)),
         "pc_pairs": plot_pair_densities(pcs),
         "boxes": plot_boxes(box, qbox),
     }

@@ -32,8 +32,10 @@ from latentscope.analysis import PCAFrame
 from latentscope.samplers import LandingReference
 from latentscope.samplers.plots import image_grid, plot_image_grids, plot_radial_comparison
 
-#: Options per region; cube and normal get the data's mean squared length ("match").
-OPTIONS = {"cube": {"halfwidth": "match"}, "normal": {"scale": "match"}, "ball": {"radius": "match"}}
+#: Options per region: the geometric generators get the data's mean squared length ("match");
+#: the others their defaults.
+OPTIONS = {"cube": {"halfwidth": "match"}, "normal": {"scale": "match"}, "ball": {"radius": "match"},
+           "shell": {"radius": "match", "spread": "match"}}
 
 
 def parse_args() -> argparse.Namespace:

@@ -150,13 +150,12 @@ def write_index(out: Path, data: str, preset: str, epochs: int, timings: dict) -
     sec.append("<h2>4. Metrics (weight-free)</h2><p>Re-encoded Fréchet distance (lower is better), "
                "pixel-PCA Fréchet distance, precision / recall and density / coverage per region.</p>"
                f"<pre>{html.escape(table)}</pre>" + _img(ev / "chart.png", out, "Metrics per region", 720))
-    fil_summary = _read(fil / "summary.json")
+    fil_summary = _read(fil / "filaments.json")
     n_fil = ""
     if fil_summary:
-        try:
-            n_fil = f"{len(json.loads(fil_summary).get('filaments', []))} filament(s) reported."
-        except (ValueError, AttributeError):
-            n_fil = ""
+        d = json.loads(fil_summary)
+        n_fil = (f"{d.get('n_filaments', 0)} filament(s) reported among {d.get('n_points', 0)} z-points "
+                 f"({d.get('n_candidates', 0)} dense candidates).")
     fil_figs = sorted(fil.glob("*.png")) if fil.exists() else []
     sec.append(f"<h2>5. Filaments</h2><p>{n_fil} Significance is judged against a Gaussian null cloud "
                "with the data's mean and covariance.</p>" + "".join(_img(f, out, f.stem) for f in fil_figs[:6]))

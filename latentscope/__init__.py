@@ -40,6 +40,9 @@ _LAZY = {
     "FilamentDetector": "filaments", "make_planted_cloud": "filaments",
     # analysis
     "PCAFrame": "analysis", "BoundingBoxes": "analysis", "streaming_quantiles": "analysis",
+    "analyze": "analysis", "ComponentStats": "analysis", "Correlations": "analysis",
+    "RadialDistribution": "analysis", "CoreCovariance": "analysis", "AttributeSplit": "analysis",
+    "match_cube_halfwidth": "analysis",
     # metrics
     "frechet_distance": "metrics", "FeatureStats": "metrics", "feature_stats": "metrics", "kid": "metrics",
     "precision_recall": "metrics", "density_coverage": "metrics", "memorisation": "metrics",

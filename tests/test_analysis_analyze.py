@@ -87,6 +87,10 @@ def test_analyze_writes_results_figures_and_index(tmp_path):
     for name in pngs:
         assert f"figures/{name}" in page
         assert (out / "figures" / name).stat().st_size > 10_000
+    # degenerate: z_dim 1 draws its figures too (no pairs at all)
+    res1 = analyze(rng.normal(size=(500, 1)) + 3, tmp_path / "d1", core_max_iter=2, quantiles=None)
+    assert res1.pca.mean_.shape == (1,) and (tmp_path / "d1" / "index.html").exists()
+    assert not (tmp_path / "d1" / "figures" / "pair_densities.png").exists()
 
 
 def test_analyze_matches_the_standalone_analyses(tmp_path):
@@ -124,10 +128,14 @@ def test_analyze_bad_and_degenerate_input(tmp_path):
         analyze(bad, None)
     rng = np.random.default_rng(4)
     for dim in (1, 2):
-        res = analyze(rng.normal(size=(500, dim)) + 3, tmp_path / f"d{dim}", figures=(dim == 2), core_max_iter=2)
+        res = analyze(rng.normal(size=(500, dim)) + 3, tmp_path / f"d{dim}", figures=False, core_max_iter=2)
         assert res.pca.mean_.shape == (dim,) and res.radial.rank_ == dim
         assert res.boxes.pca_box_.contains(np.zeros((0, dim))).shape == (0,)
-    assert (tmp_path / "d2" / "index.html").exists()
+        assert (tmp_path / f"d{dim}" / "summary.json").exists()
+    # a core that cannot be fitted is skipped with a note; the quantile boxes still get their pass
+    res = analyze(rng.normal(size=(400, 2)), None, core_trim=1e-9)
+    assert res.core is None and "core covariance skipped" in res.notes[0] and res.n_passes == 3
+    assert 0 < res.quantile_boxes.fraction_inside_pca_ < 1
     X = np.column_stack([rng.normal(size=300), np.full(300, 1.0), rng.normal(size=300)])
     res = analyze(X, None, core_max_iter=2)
     assert res.components.std_[1] == 0 and res.radial.rank_ == 2 and res.boxes.log_volume_axis_ == -np.inf

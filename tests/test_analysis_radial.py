@@ -106,3 +106,19 @@ def test_radial_distribution_round_trip_and_degenerate(tmp_path):
         RadialDistribution().fit(X[:1])
     one = RadialDistribution().fit(rng.normal(size=(500, 1)))
     assert one.references_["chi"].dim == 1
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(2, 60), dim=st.integers(1, 5), block_rows=st.integers(1, 9),
+       offset=st.floats(-50, 50))
+def test_radial_distribution_equals_numpy_for_any_block_size(seed, n, dim, block_rows, offset):
+    # |z| and |z - mean| statistics equal the in-memory norms whatever the blocks
+    X = (np.random.default_rng(seed).normal(size=(n, dim)) * 3 + offset).astype(np.float32)
+    rd = RadialDistribution(max_bytes=block_rows * dim * 4).fit(X)
+    X64 = X.astype(np.float64)
+    for kind, r in (("origin", np.linalg.norm(X64, axis=1)), ("centered", np.linalg.norm(X64 - X64.mean(0), axis=1))):
+        scale = float(r.max()) + 1.0
+        assert rd.stats_[kind]["mean"] == pytest.approx(r.mean(), abs=1e-5 * scale)
+        assert rd.stats_[kind]["max"] == pytest.approx(r.max(), abs=1e-5 * scale)
+        assert rd.stats_[kind]["min"] == pytest.approx(r.min(), abs=1e-5 * scale)
+    assert rd.n_samples_seen_ == n

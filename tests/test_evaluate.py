@@ -31,7 +31,7 @@ def linear(tmp_path_factory):
 @pytest.fixture(scope="module")
 def table(linear):
     model, store = linear
-    return evaluate_regions(model, store, ["cube", "mvn", "gmm:n_components=2"], n=120, seed=0, **FAST)
+    return evaluate_regions(model, store, ["cube", "mvn", "gauss:scale=0.8"], n=120, seed=0, **FAST)
 
 
 def test_evaluate_regions_ranks_the_cube_below_the_fitted_gaussian(table):
@@ -44,10 +44,10 @@ def test_evaluate_regions_ranks_the_cube_below_the_fitted_gaussian(table):
 
 
 def test_evaluate_regions_rows_reference_and_previews(table):
-    assert table.labels == ["cube", "mvn", "gmm:n_components=2", "store-z"]
+    assert table.labels == ["cube", "mvn", "gauss:scale=0.8", "store-z"]
     ref = table["store-z"]
     assert ref.reference and not table["mvn"].reference
-    assert table["gmm:n_components=2"].options == {"n_components": 2}
+    assert table["gauss:scale=0.8"].options == {"scale": 0.8}
     assert table["cube"].options == {"halfwidth": "match"}
     # the store's own codes, decoded, are the closest to the real (training) images
     assert ref.fd_latent < table["mvn"].fd_latent

@@ -53,6 +53,8 @@ class AnalysisResult:
     out_dir : Path or None
     files : list of Path
         Result files written (JSON, HDF5, PNG, HTML).
+    notes : list of str
+        Parts that were skipped and why (e.g. a core covariance that could not be fitted).
     """
 
     components: ComponentStats
@@ -68,6 +70,7 @@ class AnalysisResult:
     timings: dict = field(default_factory=dict)
     out_dir: Path | None = None
     files: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """Headline numbers of every analysis (what ``summary.json`` holds)."""
@@ -83,7 +86,7 @@ class AnalysisResult:
                 "rank": numerical_rank(pca.explained_variance_),
             },
             "correlations": self.correlations.summary(), "radial": self.radial.summary(),
-            "boxes": self.boxes.summary(),
+            "boxes": self.boxes.summary(), "notes": list(self.notes),
         }
         if self.quantile_boxes is not None:
             out["quantile_boxes"] = self.quantile_boxes.summary()
@@ -262,34 +265,42 @@ def _analyze(source: Any, out_dir: Any, *, bins: int, fine_bins: int, pairs: Any
     if raw_spec is not None:
         corr._from_second(second, raw_spec)
     radial = RadialDistribution(bins=bins, fine_bins=fine_bins)._from_passes(first, frame, second)
-    boxes = BoundingBoxes(bins=fine_bins if fine_bins % 4 == 0 else 4096)._from_passes(first, frame, second)
+    boxes = BoundingBoxes(bins=pc_stats.pc_fine_bins())._from_passes(first, frame, second)
     qboxes = None
     if quantiles is not None:
-        qboxes = BoundingBoxes(quantiles=quantiles, bins=fine_bins)._from_passes(first, frame, second)
+        qboxes = BoundingBoxes(quantiles=quantiles, bins=pc_stats.pc_fine_bins())._from_passes(first, frame, second)
     if split is not None:
         split._from_passes(first, frame, second, groups)
     timings["results"] = time.perf_counter() - t0
 
     # -- extra passes: core iterations (+ quantile-box membership) ------------------------
     n_passes = 2
+    notes: list[str] = []
+    membership = None
     if core_est is not None:
         t0 = time.perf_counter()
-        core_est._from_second(frame, first.n, second.core_n, second.core, np.dtype(second.precision))
         extra = qboxes._membership if qboxes is not None else None
-        m = core_est._iterate(source, progress=progress, extra_factory=extra, first_pass_index=3)
-        if qboxes is not None:
-            qboxes._set_membership(m)
-            qboxes.n_passes_ = 3
-        n_passes += core_est.n_passes_ - 1
+        try:
+            core_est._from_second(frame, first.n, second.core_n, second.core, np.dtype(second.precision))
+            membership = core_est._iterate(source, progress=progress, extra_factory=extra, first_pass_index=3)
+            n_passes += core_est.n_passes_ - 1
+        except InvalidParameterError as exc:  # e.g. too few rows inside the trimming radius
+            notes.append(f"core covariance skipped: {exc}")
+            n_passes += getattr(core_est, "n_passes_", 1) - 1
+            core_est = None
         timings["core passes"] = time.perf_counter() - t0
-    elif qboxes is not None:
-        t0 = time.perf_counter()
-        qboxes._count_inside(source, progress=pass_progress(progress, "pass 3"))
+    if qboxes is not None:
+        if membership is not None:
+            qboxes._set_membership(membership)
+        else:
+            t0 = time.perf_counter()
+            qboxes._count_inside(source, progress=pass_progress(progress, f"pass {n_passes + 1}"))
+            n_passes += 1
+            timings["membership pass"] = time.perf_counter() - t0
         qboxes.n_passes_ = 3
-        n_passes += 1
-        timings["membership pass"] = time.perf_counter() - t0
 
-    result = AnalysisResult(comp, frame, pc_stats, corr, radial, boxes, qboxes, core_est, split, n_passes, timings)
+    result = AnalysisResult(comp, frame, pc_stats, corr, radial, boxes, qboxes, core_est, split, n_passes, timings,
+                            notes=notes)
     if out_dir is not None:
         t0 = time.perf_counter()
         _write(result, Path(out_dir))

@@ -203,7 +203,7 @@ class CoreCovariance(Analysis):
         norm = np.linalg.norm(self._cov)
         change = float(np.linalg.norm(new_cov - self._cov) / norm) if norm > 0 else 0.0
         dm = (new_mean - self._mean) @ frame.components_.T
-        r = self.rank_
+        r = numerical_rank(frame.explained_variance_)  # the current estimate may have lost rank
         shift = float(np.sqrt(np.sum(dm[:r] ** 2 / frame.explained_variance_[:r])))
         self.n_iter_ += 1
         self.history_.append({"iteration": self.n_iter_, "kept_fraction": kept / n, "cov_change": change,

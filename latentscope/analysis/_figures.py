@@ -198,7 +198,8 @@ def plot_pair_densities(source: Any, *, pca: bool | None = None, levels: Sequenc
         for ax, (i, j) in zip(axes, pairs):
             xe, ye, c = dens[(i, j)]
             masked = np.ma.masked_equal(c.T.astype(float), 0)
-            im = ax.pcolormesh(xe, ye, masked, cmap="Blues", norm=_lognorm(masked), rasterized=True)
+            im = ax.imshow(masked, origin="lower", extent=(xe[0], xe[-1], ye[0], ye[-1]), aspect="auto",
+                           interpolation="nearest", cmap="Blues", norm=_lognorm(masked))
             if pca:
                 var = source.var_
                 k = chi2_2_radius(levels)
@@ -364,7 +365,8 @@ def plot_core(core: Any, *, title: str | None = None):
         a1.set_xlabel("principal axis (by eigenvalue rank)")
         a1.set_ylabel("core / full eigenvalue")
         a1.set_title(f"Core covariance: {core.n_iter_} iterations, core fraction {core.core_fraction_:.1%}", fontsize=9)
-        a2.bar(k, core.outer_asymmetry_, width=1.0, color=FIT_COLOR, alpha=0.7)
+        a2.stairs(np.nan_to_num(core.outer_asymmetry_), np.arange(k.size + 1) - 0.5, fill=True, color=FIT_COLOR,
+                  alpha=0.7)
         a2.axhline(0, color="k", lw=0.6)
         a2.set_xlabel("principal axis of the core")
         a2.set_ylabel("sign imbalance (n+ - n-) / n outer", color=FIT_COLOR)

@@ -34,7 +34,7 @@ __all__ = ["FirstPass", "FirstPassResult", "SecondPass", "SecondPassResult", "Po
            "run_pass", "iter_source", "choose_precision", "numerical_rank"]
 
 #: Default block budget of the analyses: small blocks keep peak memory low.
-DEFAULT_MAX_BYTES = 2 << 20
+DEFAULT_MAX_BYTES = 4 << 20
 
 
 # -- sources --------------------------------------------------------------------------
@@ -502,6 +502,12 @@ class SecondPass:
         Accumulate the covariance (PCA coordinates) of rows with squared Mahalanobis
         radius <= this.
     groups : int
+    radial_bins : int
+        Fine bins of the radial histograms.
+    track_norm : bool
+        Track max |z - mean| (for the padding of min/max PCA boxes) even without ``radial``.
+    precision : dtype, optional
+        Working precision of the block arithmetic; default :func:`choose_precision`.
     """
 
     def __init__(
@@ -564,7 +570,8 @@ class SecondPass:
             rc = np.sqrt(max(tot, 1e-300))
             r0 = float(np.linalg.norm(first.mean))
             self.origin_norm = r0
-            self.origin_maha = float(np.sqrt(np.sum((first.mean / frame.scale_ @ frame.components_.T) ** 2 * c.inv_var)))
+            t0 = (np.asarray(frame.mean_, np.float64) / frame.scale_) @ frame.components_.T  # minus the origin's coordinates
+            self.origin_maha = float(np.sqrt(np.sum(t0**2 * c.inv_var)))
             guess = {"origin": (0.0, 2.0 * (rc + r0) + 1e-12), "centered": (0.0, 2.0 * rc + 1e-12),
                      "mahalanobis": (0.0, 2.0 * np.sqrt(max(c.rank, 1)) + 1e-12)}
             for name, (a, b) in guess.items():
@@ -725,7 +732,7 @@ class SecondPass:
             radial=self.radial, raw_pairs=self.raw_pairs, pc_pairs=self.pc_pairs,
             direction=self.direction, core_threshold=self.core_threshold, groups=self.groups,
             radial_bins=next(iter(self.radial_hist.values())).bins if self.radial_hist else 4096,
-            track_norm=self.track_norm, _cache=self.cache,
+            track_norm=self.track_norm, precision=self.dtype, _cache=self.cache,
         )
 
     def result(self) -> SecondPassResult:

@@ -312,8 +312,9 @@ class FineHistogram:
 
     Notes
     -----
-    Memory is ``groups * dim * bins`` int64 counts (8 MiB for 256 components and
-    4096 bins) plus the float64 edges.
+    Memory is ``groups * dim * bins`` int32 counts (4 MiB for 256 components and
+    4096 bins; promoted to int64 before 2**31 rows). Blocks are binned a run of
+    components at a time, so temporaries stay small.
     """
 
     def __init__(self, lo: Any, hi: Any, bins: int = 4096, *, grow: bool = False, groups: int = 1) -> None:
@@ -614,7 +615,7 @@ def streaming_quantiles(
     *,
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
     bins: int = 4096,
-    max_bytes: int = 8 << 20,
+    max_bytes: int = 4 << 20,
     progress: Callable[[int, int], None] | None = None,
     return_histogram: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, FineHistogramResult]:
@@ -633,7 +634,7 @@ def streaming_quantiles(
         Applied to each block first (e.g. ``pca.transform``): quantiles of the
         transformed coordinates.
     bins : int, default=4096
-    max_bytes : int, default=8 MiB
+    max_bytes : int, default=4 MiB
         Block size budget.
     progress : callable(rows_done, rows_total), optional
         Called after each block of each pass (rows of both passes count).

@@ -78,6 +78,7 @@ def write_report(result: Any, out: Path) -> list[Path]:
                      f"{q['fraction_inside_pca']:.4g} / {q['fraction_inside_axis']:.4g}"))
     if "core" in summary:
         rows.append(("core fraction / iterations", f"{summary['core']['core_fraction']:.4g} / {summary['core']['n_iter']}"))
+    rows += [("note", n) for n in summary.get("notes", [])]
     table = "\n".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in rows)
     figs = "\n".join(
         f'<section><h2>{html.escape(t)}</h2><p>{html.escape(cap)}</p><img src="{src}" alt="{html.escape(t)}"></section>'

@@ -140,5 +140,6 @@ def _print_summary(res: Any, out: Path, figures: bool) -> None:
         a = s["attribute"]
         lines.append(f"  {a['attribute']}: mean difference {a['direction_length']:.3f} "
                      f"({a['direction_mahalanobis']:.2f} Mahalanobis), separation d' {a['separation']:.2f}")
+    lines += [f"  note: {n}" for n in s.get("notes", [])]
     lines.append(f"results in {out}" + (f"; open {out / 'index.html'}" if figures else ""))
     typer.echo("\n".join(lines))

@@ -299,7 +299,8 @@ class FilamentDetector:
         check_positive(self.min_snr, "min_snr", owner=own)
         check_positive(self.min_aspect, "min_aspect", owner=own, strict=False)
         if self.knn not in KNN_METHODS:
-            raise InvalidParameterError(f"{own}: knn must be one of {', '.join(map(repr, KNN_METHODS))}; got {self.knn!r}.")
+            names = ", ".join(map(repr, KNN_METHODS))
+            raise InvalidParameterError(f"{own}: knn must be one of {names}; got {self.knn!r}.")
         if self.on_nonfinite not in ("raise", "skip"):
             raise InvalidParameterError(f"{own}: on_nonfinite must be 'raise' or 'skip'; got {self.on_nonfinite!r}.")
 
@@ -314,7 +315,9 @@ class FilamentDetector:
             try:
                 Z = np.asarray(X, dtype=np.float32)
             except (TypeError, ValueError) as exc:
-                raise InvalidParameterError(f"{own}: X must be a ZStore or a numeric array; got {type(X).__name__}.") from exc
+                raise InvalidParameterError(
+                    f"{own}: X must be a ZStore or a numeric array; got {type(X).__name__}."
+                ) from exc
         if Z.ndim != 2:
             raise InvalidParameterError(f"{own}: X must be 2-D (n_points, z_dim); got shape {Z.shape}.")
         if Z.shape[1] < 2:
@@ -534,7 +537,7 @@ class FilamentDetector:
             store.write_column(name, np.asarray(values[name]).astype(dtype), overwrite=overwrite)
         return list(COLUMNS)
 
-    def _null_cloud(self, U: np.ndarray, gen: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _null_cloud(self, U: np.ndarray, gen: np.random.Generator) -> tuple[np.ndarray, ...]:
         """As many points as U from the Gaussian with U's mean and covariance (float32).
 
         Also returns the mean, and the covariance's eigenvalues (descending) and

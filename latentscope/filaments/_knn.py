@@ -243,8 +243,8 @@ def forest_knn(
     X: np.ndarray,
     k: int,
     *,
-    n_trees: int = 3,
-    leaf_size: int = 512,
+    n_trees: int = 2,
+    leaf_size: int = 256,
     rng: np.random.Generator,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -254,9 +254,9 @@ def forest_knn(
     ----------
     X : ndarray of shape (n, dim)
     k : int
-    n_trees : int, default=3
+    n_trees : int, default=2
         Trees whose leaf neighbour lists are merged.
-    leaf_size : int, default=512
+    leaf_size : int, default=256
         Largest leaf (all leaves hold ``n / 2**depth`` points, rounded, for the
         smallest depth that fits); raised to ``4 * (k + 1)`` if smaller so every leaf
         holds more than ``k`` points.
@@ -340,8 +340,8 @@ def knn_graph(
     *,
     method: str = "auto",
     rng: np.random.Generator,
-    n_trees: int = 3,
-    leaf_size: int = 512,
+    n_trees: int = 2,
+    leaf_size: int = 256,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """k nearest neighbours of all points with the engine ``method``; also return the engine."""

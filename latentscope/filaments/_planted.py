@@ -183,10 +183,15 @@ def make_planted_cloud(
     n_blobs = _check_count(n_blobs, "n_blobs")
     n_sheets = _check_count(n_sheets, "n_sheets")
     if n_sheets and z_dim < 3:
-        raise InvalidParameterError(f"make_planted_cloud: sheets need z_dim >= 3; got z_dim {z_dim} with n_sheets {n_sheets}.")
-    for name, pair in (("filament_points", filament_points), ("blob_points", blob_points), ("sheet_points", sheet_points)):
+        raise InvalidParameterError(
+            f"make_planted_cloud: sheets need z_dim >= 3; got z_dim {z_dim} with n_sheets {n_sheets}."
+        )
+    ranges = {"filament_points": filament_points, "blob_points": blob_points, "sheet_points": sheet_points}
+    for name, pair in ranges.items():
         if len(pair) != 2 or not (1 <= pair[0] <= pair[1]):
-            raise InvalidParameterError(f"make_planted_cloud: {name} must be (low, high) with 1 <= low <= high; got {pair!r}.")
+            raise InvalidParameterError(
+                f"make_planted_cloud: {name} must be (low, high) with 1 <= low <= high; got {pair!r}."
+            )
     gen = check_rng(rng)
 
     eig = 4.0 * np.exp(-np.arange(z_dim) / max(z_dim / 6.0, 1.0)) + 0.05

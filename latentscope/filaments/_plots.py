@@ -134,7 +134,9 @@ def filament_strip(images: np.ndarray, *, pad: int = 2) -> np.ndarray:
     """Tile uint8 images (n, h, w, 3) into one row with white padding."""
     imgs = np.asarray(images)
     if imgs.ndim != 4 or imgs.shape[-1] != 3 or imgs.shape[0] < 1:
-        raise InvalidParameterError(f"filament_strip: images must have shape (n, h, w, 3) with n >= 1; got {imgs.shape}.")
+        raise InvalidParameterError(
+            f"filament_strip: images must have shape (n, h, w, 3) with n >= 1; got {imgs.shape}."
+        )
     n, h, w, _ = imgs.shape
     out = np.full((h + 2 * pad, n * w + (n + 1) * pad, 3), 255, np.uint8)
     for i in range(n):

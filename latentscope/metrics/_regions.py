@@ -47,13 +47,14 @@ DEFAULT_REGION_OPTIONS: dict[str, dict[str, Any]] = {
 #: Label of the reference row: the store's own z-points, decoded (not a generator).
 REFERENCE_REGION = "store-z"
 
-#: Metric -> (column title, goal): "min" (lower is better), "max" (higher is better) or
-#: "one" (closest to 1 is best: a density above 1 means samples crowd into dense real regions).
+#: Metric -> (column title, goal): "min" (lower is better), "max" (higher is better), "zero"
+#: (closest to 0: KID is unbiased, so values below 0 are noise) or "one" (closest to 1: a
+#: density above 1 means samples crowd into dense real regions).
 METRICS: dict[str, tuple[str, str]] = {
     "fd_latent": ("FD latent", "min"),
     "fd_pixel": ("FD pixel-PCA", "min"),
-    "kid_latent": ("KID latent", "min"),
-    "kid_pixel": ("KID pixel-PCA", "min"),
+    "kid_latent": ("KID latent", "zero"),
+    "kid_pixel": ("KID pixel-PCA", "zero"),
     "precision": ("precision", "max"),
     "recall": ("recall", "max"),
     "density": ("density", "one"),
@@ -67,6 +68,8 @@ def _badness(value: float, goal: str) -> float:
         return -value
     if goal == "one":
         return abs(value - 1.0)
+    if goal == "zero":
+        return abs(value)
     return value
 
 _PREVIEW = 64
@@ -325,7 +328,7 @@ class RegionEvaluation:
 
     def to_markdown(self) -> str:
         """The table as Markdown, best values in bold, with a short legend."""
-        heads = ["region", "FD latent", "FD pixel-PCA", "KID latent x1e3", "KID pixel x1e3", "precision", "recall",
+        heads = ["region", "FD latent", "FD pixel-PCA", "KID latent", "KID pixel-PCA", "precision", "recall",
                  "density", "coverage", "mem. excess", "saturated", "s"]
         best = {m: self.best(m) for m in METRICS}
 
@@ -343,7 +346,7 @@ class RegionEvaluation:
         lines = ["| " + " | ".join(heads) + " |", "|" + "---|" + "---:|" * (len(heads) - 1)]
         for r in self.rows:
             name = f"{r.label} (reference)" if r.reference else r.label
-            cells = [name, fmt(r, "fd_latent"), fmt(r, "fd_pixel"), fmt(r, "kid_latent", 1e3), fmt(r, "kid_pixel", 1e3),
+            cells = [name, fmt(r, "fd_latent"), fmt(r, "fd_pixel"), fmt(r, "kid_latent"), fmt(r, "kid_pixel"),
                      fmt(r, "precision"), fmt(r, "recall"), fmt(r, "density"), fmt(r, "coverage"),
                      f"{r.memorisation_excess:.2g}" if np.isfinite(r.memorisation_excess) else "n/a",
                      f"{r.frac_saturated:.1%}", f"{r.seconds:.1f}"]
@@ -815,7 +818,7 @@ def plot_regions(evaluation: RegionEvaluation, path: Any = None, *, metrics: Seq
                         va="center", ha="left", fontsize=7)
         if m in ("precision", "recall", "coverage"):
             ax.set_xlim(0, 1.15)
-        arrow = {"min": "lower is better", "max": "higher is better", "one": "1 is best"}[goal]
+        arrow = {"min": "lower is better", "max": "higher is better", "one": "1 is best", "zero": "0 is best"}[goal]
         ax.set_title(f"{title}\n({arrow})", fontsize=9)
         ax.tick_params(labelsize=8)
         ax.spines[["top", "right"]].set_visible(False)

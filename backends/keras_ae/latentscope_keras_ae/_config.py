@@ -172,7 +172,9 @@ def _seq(value: Any, name: str) -> Sequence[Any]:
 #: training on 2 CPU cores). ``small`` is for CPUs: 64x64 images, half the filters,
 #: the same z_dim=256 so that every analysis (and the brief's reference numbers for
 #: N=256, such as the radial shells) applies unchanged; the Dense layers cost few
-#: FLOPs, so keeping z=256 barely slows training.
+#: FLOPs, so keeping z=256 barely slows training. Its batch of 32 and learning rate
+#: of 2e-3 reached the validation loss of batch 64 / 5e-4 with half the images seen
+#: (synthetic faces, 2,000 images).
 PRESETS: dict[str, AEConfig] = {
     "celeba96": AEConfig(),
     "small": AEConfig(
@@ -180,7 +182,8 @@ PRESETS: dict[str, AEConfig] = {
         z_dim=256,
         encoder_filters=(32, 32, 64, 64),
         decoder_filters=(64, 64, 32, 32),
-        batch_size=64,
+        learning_rate=2e-3,
+        batch_size=32,
         epochs=10,
     ),
 }
