@@ -31,7 +31,7 @@ def evaluate_cmd(
     regions: Annotated[str, typer.Option(
         "--regions",
         help="Comma-separated regions, each NAME or NAME:KEY=VALUE[:KEY=VALUE] with sampler parameters "
-             "(e.g. ellipse:level=0.9). Default: cube,normal,box,gauss,mvn,pca-box,ellipse,gmm.",
+             "(e.g. ellipse:level=0.9).",
     )] = "cube,normal,box,gauss,mvn,pca-box,ellipse,gmm",
     n: Annotated[int, typer.Option("-n", "--n-samples", min=2, help="Generated images per region (RAE: 10000).")] = 10_000,
     data: Annotated[Optional[str], typer.Option(

@@ -23,7 +23,7 @@ from ..exceptions import BackendError, InvalidParameterError, LatentscopeError, 
 from ._features import PixelPCAFeatures
 from ._frechet import FeatureStats, frechet_distance
 from ._kid import kid
-from ._knn import DEFAULT_MAX_BYTES, ball_counts, knn_sqdist, kth_neighbour_sqdist, resolve_method
+from ._knn import DEFAULT_MAX_BYTES, ball_counts, kth_neighbour_sqdist, resolve_method
 
 __all__ = [
     "RegionScores", "RegionEvaluation", "evaluate_regions", "parse_region_spec", "split_region_list",
@@ -161,9 +161,12 @@ class RegionScores:
     precision, recall, density, coverage : float
         kNN-manifold metrics (k = 3 and 5) in ``manifold_space``.
     memorisation_excess : float
-        Share of generated items closer to a real item than the 1 % quantile of the real
-        items' own nearest-neighbour distances, over 0.01: about 1 for fresh samples,
-        large for copies of the real (training) items.
+        Share of the region's z-points (the first ``memorisation_queries``) nearer to a
+        stored z-point than the 1 % quantile of the stored z-points' own
+        nearest-other-point distances, over 0.01, measured in the latent space with
+        exact neighbours over the whole store: about 1 for fresh draws of the data's
+        distribution, large for copies of the training codes (the reference row: about
+        100), below 1 for samplers that keep away from the training codes.
     frac_saturated : float
         Share of decoded pixels at 0 or 255 (images pushed outside the decoder's range
         saturate).
@@ -360,8 +363,9 @@ class RegionEvaluation:
             f"(dim {self.latent_dim}). Pixel PCA: {self.pixel_dim} principal axes of the real images' pixels. "
             f"Precision/recall (k = 3) and density/coverage (k = 5) in the {self.manifold_space} space. "
             f"FD between two halves of the real set (latent, noise floor at n/2): {self.real_self_fd:.3g}. "
-            "Best non-reference value in bold. `mem. excess`: share of generated items nearer to a real item than "
-            "the 1 % quantile of real-to-real neighbour distances, over 0.01 (about 1 for fresh samples).",
+            "Best non-reference value in bold. `mem. excess`: share of a region's z-points nearer to a stored z-point "
+            "(a training code) than the 1 % quantile of the stored points' own neighbour distances, over 0.01 "
+            "(about 1 for fresh draws, about 100 for copies). `saturated`: decoded pixels at 0 or 255.",
         ]
         if REFERENCE_REGION in self.labels:
             legend.append("")
@@ -432,16 +436,17 @@ def _load_real(real: Any, backend: Any, store: Any, n_real: int, rng: np.random.
 
     shape = tuple(int(d) for d in backend.image_shape)
     if real is None:
-        spec = store.provenance.get("source")
+        spec = getattr(store, "provenance", {}).get("source")
         if spec and not str(spec).startswith("sampler:"):
             try:
                 real = open_source(str(spec), image_size=shape[:2])
             except (LatentscopeError, OSError, ValueError):
                 real = None
         if real is None:
-            m = min(n_real, store.n_rows)
-            rows = np.sort(rng.choice(store.n_rows, m, replace=False))
-            z = np.asarray(store.read(rows), dtype=np.float32)
+            n_rows = int(np.shape(store)[0]) if not hasattr(store, "n_rows") else int(store.n_rows)
+            m = min(n_real, n_rows)
+            rows = np.sort(rng.choice(n_rows, m, replace=False))
+            z = np.asarray(store.read(rows) if hasattr(store, "read") else np.asarray(store)[rows], dtype=np.float32)
             return _decode_all(backend, z), "decoded-store", "store"
     if isinstance(real, (str,)) or hasattr(real, "__fspath__"):
         spec_text = str(real)
@@ -500,8 +505,10 @@ class _RealSide:
     pca: PixelPCAFeatures | None
     space: np.ndarray
     sqradii: dict
-    mem_threshold2: float
     method: str
+    mem_threshold: float
+    mem_queries: int
+    store: Any
 
 
 def _score(real: _RealSide, z: np.ndarray, backend: Any, *, label: str, region: str, options: dict, reference: bool,
@@ -539,8 +546,12 @@ def _score(real: _RealSide, z: np.ndarray, backend: Any, *, label: str, region: 
     recall = float(np.mean(counts.centre_in_query_balls))
     density = float(counts.query_counts[1].sum() / (k_dc * fake.shape[0]))
     coverage = float(np.mean(counts.centre_counts[1] > 0))
-    d2, _ = knn_sqdist(fake, real.space, 1, method=real.method, max_bytes=max_bytes)
-    mem = float(np.mean(d2[:, 0] <= real.mem_threshold2)) / 0.01
+    mem = float("nan")
+    if real.mem_queries:
+        from ..neighbors import nearest_distances
+
+        d = nearest_distances(z[: real.mem_queries], real.store, max_bytes=2 * max_bytes)[:, 0]
+        mem = float(np.mean(d <= real.mem_threshold)) / 0.01
     row = RegionScores(label, region, options, reference, int(z.shape[0]), float(fd_lat), float(fd_pix),
                        float(kl[0]), float(kl[1]), float(kp[0]), float(kp[1]), precision, recall, density, coverage,
                        mem, sat / max(n_pix, 1), time.perf_counter() - t0)
@@ -565,6 +576,7 @@ def evaluate_regions(
     k_dc: int = 5,
     kid_subsets: int = 50,
     kid_subset_size: int = 1000,
+    memorisation_queries: int = 2000,
     knn: str = "auto",
     max_bytes: int = DEFAULT_MAX_BYTES,
     batch_size: int = 256,
@@ -583,8 +595,9 @@ def evaluate_regions(
     * the Fréchet distance and KID in a pixel-PCA space fitted on the real images;
     * improved precision/recall (k = ``k_pr``) and density/coverage (k = ``k_dc``) in
       ``manifold_space``;
-    * a memorisation excess (share of generated items nearer to a real item than the
-      1 % quantile of the real items' own nearest-neighbour distances, over 0.01).
+    * a memorisation excess in the latent space: the share of the region's z-points
+      nearer to a stored z-point (a training code) than the 1 % quantile of the stored
+      z-points' own nearest-neighbour distances, over 0.01 (about 1 for fresh draws).
 
     The real side (images, features, statistics, kNN radii) is computed once; every
     region gets its own child of ``seed``, so a region's scores do not depend on
@@ -625,6 +638,10 @@ def evaluate_regions(
     k_pr, k_dc : int, default=3 and 5
     kid_subsets, kid_subset_size : int, default=50 and 1000
         KID subsets per space (0 skips KID).
+    memorisation_queries : int, default=2000
+        z-points per region checked against the whole store for the memorisation
+        excess (0 skips it); the store's own 1 % neighbour-distance quantile is
+        estimated from as many stored rows.
     knn : {"auto", "exact", "faiss"}, default="auto"
     max_bytes : int, default=32 MiB
     batch_size : int, default=256
@@ -656,6 +673,7 @@ def evaluate_regions(
     check_positive(k_pr, "k_pr", owner=owner, integer=True)
     check_positive(k_dc, "k_dc", owner=owner, integer=True)
     check_positive(kid_subsets, "kid_subsets", owner=owner, integer=True, strict=False)
+    check_positive(memorisation_queries, "memorisation_queries", owner=owner, integer=True, strict=False)
     if manifold_space not in ("latent", "pixel-pca"):
         raise InvalidParameterError(f"{owner}: manifold_space must be 'latent' or 'pixel-pca'; got {manifold_space!r}.")
     if manifold_space == "pixel-pca" and not pixel_pca:
@@ -702,11 +720,20 @@ def evaluate_regions(
         space = lat if manifold_space == "latent" else pix
         m = space.shape[0]
         method = resolve_method(knn, max(m, n) ** 2, owner=owner)
-        r1, rp, rd = kth_neighbour_sqdist(space, [1, k_pr, k_dc], method=method, max_bytes=max_bytes)
+        rp, rd = kth_neighbour_sqdist(space, [k_pr, k_dc], method=method, max_bytes=max_bytes)
         half = lat.shape[0] // 2
         self_fd = frechet_distance(lat[:half], lat[half : 2 * half]) if half >= 2 else float("nan")
+        mem_q, mem_thr = 0, float("nan")
+        if memorisation_queries:
+            from ..neighbors import nearest_distances
+
+            mem_q = int(min(memorisation_queries, n_rows))
+            rows_q = np.sort(real_rng.choice(n_rows, mem_q, replace=False))
+            zq = data.read(rows_q) if hasattr(data, "read") else np.asarray(data)[rows_q]
+            d_own = nearest_distances(zq, data, exclude=rows_q, max_bytes=2 * max_bytes)[:, 0]
+            mem_thr = float(np.quantile(d_own, 0.01))
         real_side = _RealSide(lat, FeatureStats.from_features(lat), pix, pix_stats, pca, space,
-                              {k_pr: rp, k_dc: rd}, float(np.quantile(r1, 0.01)), method)
+                              {k_pr: rp, k_dc: rd}, method, mem_thr, mem_q, data)
         frame = PCAFrame().fit(data)
         done += 1
         if progress is not None:
@@ -814,8 +841,8 @@ def plot_regions(evaluation: RegionEvaluation, path: Any = None, *, metrics: Seq
             ax.set_xscale("log")
         for yi, v in zip(y, vals):
             if np.isfinite(v):
-                ax.text(v if v > 0 else 0, yi, f" {v:.3g}" if m.startswith(("fd", "kid")) else f" {v:.2f}",
-                        va="center", ha="left", fontsize=7)
+                text = (f" {v:.0f}" if abs(v) >= 1000 else f" {v:.3g}") if m.startswith(("fd", "kid")) else f" {v:.2f}"
+                ax.text(v if v > 0 else 0, yi, text, va="center", ha="left", fontsize=7)
         if m in ("precision", "recall", "coverage"):
             ax.set_xlim(0, 1.15)
         arrow = {"min": "lower is better", "max": "higher is better", "one": "1 is best", "zero": "0 is best"}[goal]
