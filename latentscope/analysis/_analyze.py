@@ -7,7 +7,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -173,7 +173,7 @@ def analyze(
     -------
     AnalysisResult
     """
-    from ..store import ZStore, open_store
+    from ..store import open_store
 
     check_int(bins, "bins", "analyze", 1)
     check_int(fine_bins, "fine_bins", "analyze", 16)

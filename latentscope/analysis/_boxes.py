@@ -11,7 +11,7 @@ from .._validation import check_is_fitted
 from ..exceptions import InvalidParameterError
 from ..regions import Box, OrientedBox
 from ._io import load_fitted, save_fitted
-from ._passes import DEFAULT_MAX_BYTES, FirstPass, FrameCache, SecondPass, iter_source, run_pass
+from ._passes import DEFAULT_MAX_BYTES, FirstPass, FrameCache, SecondPass, run_pass
 from ._pca import PCAFrame
 
 __all__ = ["BoundingBoxes"]

@@ -45,8 +45,9 @@ class _CorePass:
     def update(self, x: np.ndarray, group: Any = None) -> "_CorePass":
         self.n += x.shape[0]
         t = self.cache.rotate(self.cache.deviations(x))
-        t2 = t * t
+        t2 = np.square(t)
         keep = (t2 @ self.inv_var) <= self.threshold
+        del t2  # temporaries are dropped early: peak memory per block stays small
         nk = int(np.count_nonzero(keep))
         self.kept += nk
         if nk:
@@ -59,6 +60,8 @@ class _CorePass:
             self.out_s[1] += to2.sum(0)
             self.out_s[2] += (to2 * to).sum(0)
             self.out_pos += np.count_nonzero(to > 0, axis=0)
+            del to, to2
+        del t
         if self.extra is not None:
             self.extra.update(x)
         return self
