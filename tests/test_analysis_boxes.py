@@ -181,3 +181,19 @@ def test_bounding_boxes_constant_component_and_1d():
     assert bb.pca_box_.contains(X).all()
     one = BoundingBoxes(quantiles=(0.1, 0.9)).fit(rng.normal(size=(1000, 1)))
     assert one.fraction_inside_axis_ == pytest.approx(0.8, abs=0.01)
+
+
+def test_growing_histograms_fed_different_rows_merge():
+    # two histograms from the same start that grew in opposite directions merge into one
+    rng = np.random.default_rng(8)
+    a = rng.normal(size=(3000, 2)) + [5.0, 0.0]
+    b = rng.normal(size=(3000, 2)) - [5.0, 30.0]
+    h1, h2, h = (FineHistogram(-1.0, 1.0, 64, grow=True) for _ in range(3))
+    h1.update(a)
+    h2.update(b)
+    h.update(np.vstack([a, b]))
+    r = h1.merge(h2).result()
+    assert r.counts.sum() == 2 * 6000
+    np.testing.assert_array_equal(r.lo, h.result().lo)
+    width = (r.hi - r.lo) / 64
+    assert np.all(np.abs(r.quantiles([0.25, 0.5, 0.75]) - h.result().quantiles([0.25, 0.5, 0.75])) <= width)

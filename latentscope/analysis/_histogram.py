@@ -147,9 +147,10 @@ class FineHistogram:
     bins : int, default=4096
         Fine bins per component (a multiple of 4 when ``grow``).
     grow : bool, default=False
-        When a value falls outside a component's range, double the range towards it
-        (merging pairs of bins) until it fits; there is then no under- or overflow.
-        Values within rounding of a merged edge may fall on either side of it.
+        When a value falls outside a component's range, double the range about its
+        centre (merging pairs of bins) until it fits; there is then no under- or
+        overflow. Histograms grown from the same start merge exactly. Values within
+        rounding of a merged edge may fall on either side of it.
     groups : int, default=1
         Number of row groups; :meth:`update` then takes a group index per row.
 
@@ -192,6 +193,7 @@ class FineHistogram:
         self.overflow = np.zeros((self.groups, self.dim), np.int64)
         self.vmin = np.full((self.groups, self.dim), np.inf)
         self.vmax = np.full((self.groups, self.dim), -np.inf)
+        self._level = np.zeros(self.dim, np.int64)  # doublings of each growing range
         self._prepare()
 
     def _prepare(self) -> None:
@@ -216,30 +218,36 @@ class FineHistogram:
         self._prepared = True
 
     # -- growing ------------------------------------------------------------------------
-    def _grow_to(self, bmin: np.ndarray, bmax: np.ndarray) -> None:
+    def _double(self, c: int) -> None:
+        """Double component ``c``'s range about its centre, merging pairs of bins."""
         B = self.bins
+        lo, hi = self.lo[c], self.hi[c]
+        w = hi - lo
+        pairs = self.counts[c].reshape(self.groups, B // 2, 2).sum(2)
+        new = np.zeros((self.groups, B), self.counts.dtype)
+        new[:, B // 4: B // 4 + B // 2] = pairs
+        self.counts[c] = new
+        self.lo[c], self.hi[c] = lo - w / 2, hi + w / 2
+        self._level[c] += 1
+
+    def _grow_to(self, bmin: np.ndarray, bmax: np.ndarray) -> None:
+        """Double ranges (symmetrically, so that histograms grown from the same start stay mergeable)."""
         need = (bmin < self.lo) | (bmax > self.hi)
         if not need.any():
             return
-        counts = self.counts
         for c in np.flatnonzero(need):
-            lo, hi = self.lo[c], self.hi[c]
-            while bmin[c] < lo or bmax[c] > hi:
-                w = hi - lo
-                pairs = counts[c].reshape(self.groups, B // 2, 2).sum(2)
-                new = np.zeros((self.groups, B), counts.dtype)
-                if bmin[c] < lo and bmax[c] > hi:
-                    lo, hi = lo - w / 2, hi + w / 2
-                    new[:, B // 4 : B // 4 + B // 2] = pairs
-                elif bmax[c] > hi:
-                    hi = lo + 2 * w
-                    new[:, : B // 2] = pairs
-                else:
-                    lo = hi - 2 * w
-                    new[:, B // 2 :] = pairs
-                counts[c] = new
-            self.lo[c], self.hi[c] = lo, hi
+            while bmin[c] < self.lo[c] or bmax[c] > self.hi[c]:
+                self._double(c)
         self._prepare()
+
+    def _grow_level(self, level: np.ndarray) -> None:
+        """Double until every component reaches ``level`` doublings."""
+        need = np.flatnonzero(self._level < level)
+        for c in need:
+            while self._level[c] < level[c]:
+                self._double(c)
+        if need.size:
+            self._prepare()
 
     # -- update -------------------------------------------------------------------------
     def update(self, block: Any, group: np.ndarray | None = None) -> "FineHistogram":
@@ -421,9 +429,11 @@ class FineHistogram:
         if self.bins != other.bins or self.groups != other.groups or self.dim != other.dim:
             raise InvalidParameterError("FineHistogram.merge: both histograms must have the same bins, groups and dim.")
         if self.grow:
-            self._grow_to(np.minimum(other.lo, self.lo), np.maximum(other.hi, self.hi))
-            other = other._copy()
-            other._grow_to(self.lo, self.hi)
+            level = np.maximum(self._level, other._level)
+            self._grow_level(level)
+            if np.any(other._level < level):
+                other = other._copy()
+                other._grow_level(level)
         if not (np.array_equal(self.lo, other.lo) and np.array_equal(self.hi, other.hi)):
             raise InvalidParameterError("FineHistogram.merge: both histograms must have the same ranges.")
         if other.counts.dtype == np.int64 or self.n_seen + other.n_seen >= np.iinfo(np.int32).max:
@@ -439,7 +449,7 @@ class FineHistogram:
     def _copy(self) -> "FineHistogram":
         new = FineHistogram.__new__(FineHistogram)
         new.__dict__.update(self.__dict__)
-        for name in ("lo", "hi", "counts", "underflow", "overflow", "vmin", "vmax"):
+        for name in ("lo", "hi", "counts", "underflow", "overflow", "vmin", "vmax", "_level"):
             setattr(new, name, getattr(self, name).copy())
         new._prepare()
         return new
