@@ -60,12 +60,17 @@ def run_ours(path: str, threads: int, main_only: bool) -> dict:
     from latentscope import open_store
     from latentscope.analysis import analyze
 
+    import shutil
+
     out = tempfile.mkdtemp(prefix="bench_analyze_")
-    t0 = time.perf_counter()
-    with open_store(path) as store:
-        res = analyze(store, out, figures=False, n_threads=threads,
-                      core=not main_only, quantiles=None if main_only else (0.005, 0.995))
-    elapsed = time.perf_counter() - t0
+    try:
+        t0 = time.perf_counter()
+        with open_store(path) as store:
+            res = analyze(store, out, figures=False, n_threads=threads,
+                          core=not main_only, quantiles=None if main_only else (0.005, 0.995))
+        elapsed = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
     return {"time": elapsed, "passes": res.n_passes, "timings": res.timings,
             "core_iter": res.core.n_iter_ if res.core is not None else 0}
 

@@ -49,8 +49,9 @@ def test_evaluate_regions_rows_reference_and_previews(table):
     assert ref.reference and not table["mvn"].reference
     assert table["gauss:scale=0.8"].options == {"scale": 0.8}
     assert table["cube"].options == {"halfwidth": "match"}
-    # the store's own codes, decoded, are the closest to the real (training) images
+    # the store's own codes, decoded, are the closest to the real (training) images; they are copies
     assert ref.fd_latent < table["mvn"].fd_latent
+    assert ref.memorisation_excess == pytest.approx(100.0) and table["mvn"].memorisation_excess < 10
     assert all(r.n == 120 for r in table.rows)
     # the store records synthetic:200: those are the real images
     assert table.real_kind == "images" and table.real_spec == "synthetic:200?seed=0" and table.n_real == 120

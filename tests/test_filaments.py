@@ -336,3 +336,17 @@ def test_cli_filaments_decodes_images_along_filaments(tmp_path, capsys):
     # --backend without --model is a usage error
     assert main(["filaments", str(path), "--out", str(tmp_path / "o2"), "--backend", "linear"]) == 1
     assert "--backend and --model go together" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_detector_in_256_dimensions_where_single_scale_pca_fails():
+    # 20,000 x 256 with dense filaments: k=16 linearity cannot separate them from the bulk,
+    # the structure-scale analysis still finds every filament and nothing else
+    c = make_planted_cloud(20000, 256, n_filaments=6, n_blobs=2, n_sheets=2, filament_points=(100, 1000),
+                           blob_points=(200, 600), sheet_points=(300, 800), rng=11)
+    det = FilamentDetector(rng=0).fit(c.z)
+    assert det.knn_method_ == "forest"
+    fil = c.filament_mask
+    assert abs(np.median(det.linearity_[fil]) - np.median(det.linearity_[c.labels < 0])) < 0.1
+    sc = score_planted(c, det.labels_)
+    assert sc["precision"] >= 0.9 and sc["recall"] >= 0.9 and sc["matched_once"]

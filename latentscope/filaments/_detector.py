@@ -412,7 +412,7 @@ class FilamentDetector:
         s_lin = np.full(n, np.nan)
         s_snr = np.full(n, np.nan)
         s_dim = np.full(n, np.nan)
-        found = self._structures(U, i_data, cand, pval, density, s_lin, s_snr, s_dim, gen, report)
+        found = self._structures(U, d_data, i_data, cand, pval, density, s_lin, s_snr, s_dim, gen, report)
         lap("structures", t3)
 
         # back to the input rows (duplicates share their representative's values)
@@ -569,7 +569,7 @@ class FilamentDetector:
         run_blocks(draw, starts)
         return out, mean, np.clip(w[::-1], 0.0, None), V[:, ::-1].T.copy()
 
-    def _structures(self, U, i_data, cand, pval, density, s_lin, s_snr, s_dim, gen, report) -> list[dict]:
+    def _structures(self, U, d_data, i_data, cand, pval, density, s_lin, s_snr, s_dim, gen, report) -> list[dict]:
         """Analyse the connected candidate structures; return the filaments found."""
         from scipy.sparse import csr_matrix  # noqa: PLC0415
         from scipy.sparse.csgraph import connected_components  # noqa: PLC0415
@@ -578,14 +578,28 @@ class FilamentDetector:
         k = int(self.k)
         cidx = np.flatnonzero(cand)
         found: list[dict] = []
-        if cidx.size < self.min_members:
+        if cidx.size < max(3, int(self.min_members)):
             return found
+        # edges: the graph's edges between candidates ...
         pos = np.full(n, -1, np.int64)
         pos[cidx] = np.arange(cidx.size)
-        nb = pos[i_data[cidx]]
+        nb = pos[i_data[cidx]].ravel()
         src = np.repeat(np.arange(cidx.size), k)
-        ok = nb.ravel() >= 0
-        A = csr_matrix((np.ones(int(ok.sum()), np.int8), (src[ok], nb.ravel()[ok])), shape=(cidx.size, cidx.size))
+        ok = nb >= 0
+        src, dst = [src[ok]], [nb[ok]]
+        # ... and a second, finer graph among the candidates alone (the all-points
+        # forest may cut a sparse structure in two), keeping an edge i-j only where
+        # d(i, j) is within both points' k-th neighbour distances in the full graph
+        kc = min(k, cidx.size - 1)
+        dc, ic, _ = knn_graph(U[cidx], kc, method="exact" if cidx.size <= 10_000 else "forest", rng=gen,
+                              n_trees=4, leaf_size=1024)
+        dk = d_data[cidx, -1]
+        s2 = np.repeat(np.arange(cidx.size), kc)
+        ok = dc.ravel() <= np.minimum(dk[s2], dk[ic.ravel()])
+        src.append(s2[ok])
+        dst.append(ic.ravel()[ok])
+        src, dst = np.concatenate(src), np.concatenate(dst)
+        A = csr_matrix((np.ones(src.size, np.int8), (src, dst)), shape=(cidx.size, cidx.size))
         n_comp, comp = connected_components(A, directed=True, connection="weak")
         sizes = np.bincount(comp, minlength=n_comp)
         big = np.flatnonzero(sizes >= self.min_members)
