@@ -46,7 +46,7 @@ _LAZY = {
     # metrics
     "frechet_distance": "metrics", "FeatureStats": "metrics", "feature_stats": "metrics", "kid": "metrics",
     "precision_recall": "metrics", "density_coverage": "metrics", "memorisation": "metrics",
-    "PixelPCAFeatures": "metrics", "evaluate_set": "metrics",
+    "PixelPCAFeatures": "metrics", "evaluate_set": "metrics", "evaluate_regions": "metrics",
     # samplers, neighbours
     "make_sampler": "samplers", "all_samplers": "samplers", "load_sampler": "samplers",
     "landing_report": "samplers", "LandingReport": "samplers", "nearest_distances": "neighbors",

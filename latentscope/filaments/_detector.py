@@ -580,25 +580,26 @@ class FilamentDetector:
         found: list[dict] = []
         if cidx.size < max(3, int(self.min_members)):
             return found
-        # edges: the graph's edges between candidates ...
+        # Edges between candidates i and j with d(i, j) within *both* points' k-th
+        # neighbour distances: a sparse bulk point that passed the density test cannot
+        # bridge two structures. They come from the all-points graph and from a second
+        # graph among the candidates alone (the all-points forest may cut a sparse
+        # structure in two).
+        dk = d_data[cidx, -1]
         pos = np.full(n, -1, np.int64)
         pos[cidx] = np.arange(cidx.size)
         nb = pos[i_data[cidx]].ravel()
         src = np.repeat(np.arange(cidx.size), k)
-        ok = nb >= 0
-        src, dst = [src[ok]], [nb[ok]]
-        # ... and a second, finer graph among the candidates alone (the all-points
-        # forest may cut a sparse structure in two), keeping an edge i-j only where
-        # d(i, j) is within both points' k-th neighbour distances in the full graph
+        ok = (nb >= 0) & (d_data[cidx].ravel() <= dk[np.maximum(nb, 0)])
+        srcs, dsts = [src[ok]], [nb[ok]]
         kc = min(k, cidx.size - 1)
         dc, ic, _ = knn_graph(U[cidx], kc, method="exact" if cidx.size <= 10_000 else "forest", rng=gen,
                               n_trees=4, leaf_size=1024)
-        dk = d_data[cidx, -1]
         s2 = np.repeat(np.arange(cidx.size), kc)
         ok = dc.ravel() <= np.minimum(dk[s2], dk[ic.ravel()])
-        src.append(s2[ok])
-        dst.append(ic.ravel()[ok])
-        src, dst = np.concatenate(src), np.concatenate(dst)
+        srcs.append(s2[ok])
+        dsts.append(ic.ravel()[ok])
+        src, dst = np.concatenate(srcs), np.concatenate(dsts)
         A = csr_matrix((np.ones(src.size, np.int8), (src, dst)), shape=(cidx.size, cidx.size))
         n_comp, comp = connected_components(A, directed=True, connection="weak")
         sizes = np.bincount(comp, minlength=n_comp)

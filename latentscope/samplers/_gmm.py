@@ -99,7 +99,7 @@ class GMMSampler(Sampler):
         from threadpoolctl import threadpool_limits
 
         # EM on (n, z_dim) blocks is many small BLAS calls: threads only add contention
-        with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
+        with warnings.catch_warnings(), threadpool_limits(limits=1):
             warnings.simplefilter("ignore", ConvergenceWarning)
             gm.fit(X)
         self.weights_ = np.asarray(gm.weights_, dtype=np.float64)
