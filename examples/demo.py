@@ -15,7 +15,7 @@ and writes ``OUT/index.html`` with every figure and image grid.
 Run it with ``make demo`` (synthetic faces) or ``make demo CELEBA=/path/to/celeba``
 (the ``celeba96`` preset; a GPU is advisable there), or directly::
 
-    python examples/demo.py --out demo-out [--celeba PATH] [--images 3000] [--epochs 8]
+    python examples/demo.py --out demo-out [--celeba PATH] [--images 2500] [--epochs 8]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 REGIONS = ("cube", "pca-box", "mvn", "gmm", "ellipse")
-EVAL_REGIONS = ("cube", "normal", "gauss", "mvn", "pca-box", "pca-gauss", "ellipse", "gmm")
+EVAL_REGIONS = ("cube", "normal", "gauss", "mvn", "pca-box", "pca-gauss", "ellipse", "gmm", "kde")
 
 
 def run(step: str, args: list[str], timings: dict) -> None:
@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default: demo-out)")
     p.add_argument("--celeba", default="", help="a CelebA folder; default: synthetic faces")
-    p.add_argument("--images", type=int, default=None, help="number of synthetic images (default: 3000; CelebA: all)")
+    p.add_argument("--images", type=int, default=None, help="number of synthetic images (default: 2500; CelebA: all)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: 8 synthetic, 24 CelebA)")
     p.add_argument("-n", "--samples", type=int, default=1000, help="generated images per region for the metrics")
     p.add_argument("--seed", type=int, default=0)
@@ -66,9 +66,12 @@ def main(argv: list[str] | None = None) -> None:
         data = f"celeba:{a.celeba}"
         preset, epochs = "celeba96", a.epochs or 24
     else:
-        n_images = a.images or (300 if a.quick else 3000)
+        n_images = a.images or (300 if a.quick else 2500)
         data, preset, epochs = f"synthetic:{n_images}", "small", a.epochs or (1 if a.quick else 8)
     n_eval = 100 if a.quick else a.samples
+    regions = ("cube", "mvn") if a.quick else REGIONS
+    eval_regions = ("cube", "mvn") if a.quick else EVAL_REGIONS
+    eval_extra = ["--kid-subsets", "5"] if a.quick else []
     model, store = out / "model", out / "z.h5"
     seed = ["--seed", str(a.seed)]
     timings: dict[str, float] = {}
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
                    "--out", str(store), "--overwrite"], timings)
     run("info", ["info", str(store)], timings)
     run("analyze", ["analyze", str(store), "--out", str(out / "analysis"), "--overwrite"], timings)
-    for region in REGIONS:
+    for region in regions:
         extra = ["--k", "10"] if region == "gmm" else []
         run(f"sample {region}", ["sample", str(store), "--region", region, "-n", "64", *seed, *extra,
                                  "--backend", "keras-ae", "--model", str(model),
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     run("filaments", ["filaments", str(store), "--out", str(out / "filaments"), *seed,
                       "--backend", "keras-ae", "--model", str(model), "--overwrite"], timings)
     run("evaluate", ["evaluate", "--backend", "keras-ae", "--model", str(model), "--store", str(store),
-                     "--data", data, "--regions", ",".join(EVAL_REGIONS), "-n", str(n_eval), *seed,
+                     "--data", data, "--regions", ",".join(eval_regions), "-n", str(n_eval), *seed, *eval_extra,
                      "--out", str(out / "evaluate"), "--overwrite"], timings)
     timings["total"] = time.perf_counter() - t_start
     (out / "timings.json").write_text(json.dumps(timings, indent=2))

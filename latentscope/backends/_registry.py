@@ -11,6 +11,7 @@ from ..exceptions import BackendNotFoundError
 
 __all__ = ["list_backends", "get_backend", "refresh_backends", "GROUP"]
 
+#: Entry-point group under which plugins register their backend classes.
 GROUP = "latentscope.backends"
 
 

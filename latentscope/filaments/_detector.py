@@ -45,6 +45,9 @@ TABLE_FIELDS = ("id", "n_members", "length", "thickness", "aspect", "linearity",
 
 StageProgress = Callable[[str, int, int], None]
 
+#: Candidates i, j are linked when d(i, j) <= _LINK_REACH * min(k-th distance of i, of j).
+_LINK_REACH = 2.0
+
 
 @dataclass(frozen=True, eq=False)
 class Filament:
@@ -580,7 +583,7 @@ class FilamentDetector:
         found: list[dict] = []
         if cidx.size < max(3, int(self.min_members)):
             return found
-        # Edges between candidates i and j with d(i, j) within *both* points' k-th
+        # Edges between candidates i and j with d(i, j) within twice *both* points' k-th
         # neighbour distances: a sparse bulk point that passed the density test cannot
         # bridge two structures. They come from the all-points graph and from a second
         # graph among the candidates alone (the all-points forest may cut a sparse
@@ -590,13 +593,13 @@ class FilamentDetector:
         pos[cidx] = np.arange(cidx.size)
         nb = pos[i_data[cidx]].ravel()
         src = np.repeat(np.arange(cidx.size), k)
-        ok = (nb >= 0) & (d_data[cidx].ravel() <= dk[np.maximum(nb, 0)])
+        ok = (nb >= 0) & (d_data[cidx].ravel() <= _LINK_REACH * dk[np.maximum(nb, 0)])
         srcs, dsts = [src[ok]], [nb[ok]]
         kc = min(k, cidx.size - 1)
         dc, ic, _ = knn_graph(U[cidx], kc, method="exact" if cidx.size <= 10_000 else "forest", rng=gen,
                               n_trees=4, leaf_size=1024)
         s2 = np.repeat(np.arange(cidx.size), kc)
-        ok = dc.ravel() <= np.minimum(dk[s2], dk[ic.ravel()])
+        ok = dc.ravel() <= _LINK_REACH * np.minimum(dk[s2], dk[ic.ravel()])
         srcs.append(s2[ok])
         dsts.append(ic.ravel()[ok])
         src, dst = np.concatenate(srcs), np.concatenate(dsts)

@@ -34,6 +34,7 @@ from ._local import run_blocks
 
 __all__ = ["KNN_METHODS", "knn_graph", "exact_knn", "forest_knn", "faiss_available", "resolve_knn_method"]
 
+#: Accepted values of the ``knn`` parameter of the filament detector.
 KNN_METHODS = ("auto", "exact", "forest", "faiss-ivf")
 #: ``knn="auto"`` is exact up to this many points, the forest beyond.
 AUTO_EXACT_MAX = 10_000

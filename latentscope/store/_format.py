@@ -7,6 +7,7 @@ import zlib
 import numpy as np
 
 FORMAT_NAME = "latentscope.zstore"
+#: Version of the store format that this library writes (see docs/store-format.md).
 FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 
