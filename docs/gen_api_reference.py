@@ -297,6 +297,7 @@ def _docstring_md(doc: str | None, sections: Iterable[str] = SECTIONS) -> list[s
 
 # -- signatures -----------------------------------------------------------------------------
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_CLASS_REPR = re.compile(r"<class '([\w.]+)'>")
 
 
 def signature(obj: Any, name: str) -> str | None:
@@ -309,7 +310,7 @@ def signature(obj: Any, name: str) -> str | None:
     if params and params[0].name in ("self", "cls") and not inspect.isclass(obj):
         params = params[1:]
     text = str(sig.replace(parameters=params, return_annotation=inspect.Signature.empty))
-    return _ADDRESS.sub("", f"{name}{text}")
+    return _CLASS_REPR.sub(r"\1", _ADDRESS.sub("", f"{name}{text}"))
 
 
 def _is_protocol(cls: type) -> bool:

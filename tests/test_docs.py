@@ -3,6 +3,7 @@ and the documentation's links and figures exist."""
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import re
 import subprocess
@@ -22,10 +23,17 @@ def _load(script: str):
     return module
 
 
+def _assert_current(name: str, generated: str) -> None:
+    current = (DOCS / name).read_text(encoding="utf-8") if (DOCS / name).exists() else ""
+    if generated != current:
+        diff = list(difflib.unified_diff(current.splitlines(), generated.splitlines(), f"docs/{name}", "generated", n=1, lineterm=""))
+        script = "gen_cli_reference.py" if name == "cli.md" else "gen_api_reference.py"
+        pytest.fail(f"docs/{name} is out of date; run: python docs/{script}\n" + "\n".join(diff[:40]), pytrace=False)
+
+
 def test_cli_reference_up_to_date():
     gen = _load("gen_cli_reference")
-    current = (DOCS / "cli.md").read_text(encoding="utf-8")
-    assert gen.render() == current, "docs/cli.md is out of date; run: python docs/gen_cli_reference.py"
+    _assert_current("cli.md", gen.render())
 
 
 def test_cli_reference_lists_every_command_and_option():
@@ -45,8 +53,7 @@ def test_cli_reference_lists_every_command_and_option():
 
 def test_api_reference_up_to_date():
     gen = _load("gen_api_reference")
-    current = (DOCS / "api.md").read_text(encoding="utf-8")
-    assert gen.render() == current, "docs/api.md is out of date; run: python docs/gen_api_reference.py"
+    _assert_current("api.md", gen.render())
 
 
 def test_public_names_have_docstrings():

@@ -211,7 +211,7 @@ def register(app: typer.Typer) -> None:
     @app.command("sample")
     def sample_cmd(
         store: Annotated[Path, typer.Argument(help="The z-point store (HDF5) of the data.")],
-        region: Annotated[str, typer.Option("--region", help="Sampler: cube, ball, shell, normal, box, gauss, mvn, pca-box, pca-gauss, ellipse, gmm, path.")],
+        region: Annotated[str, typer.Option("--region", help="Sampler: cube, ball, shell, normal, box, gauss, mvn, pca-box, pca-gauss, ellipse, gmm, kde, path.")],
         out: Annotated[Path, typer.Option("--out", help="Output directory.")],
         n: Annotated[int, typer.Option("-n", "--n-samples", min=1, help="Number of z-points.")] = 64,
         seed: Seed = 0,

@@ -155,16 +155,17 @@ class FilamentDetector:
     The method (details and measurements in ``docs/filaments.md``):
 
     1. **Graph and null.** A k-nearest-neighbour graph of the points (exact up to
-       30,000 points, a random-projection forest above) and the same graph of a
+       10,000 points, a random-projection forest above) and the same graph of a
        *null cloud*: as many points drawn from the Gaussian with the data's mean and
        covariance.
     2. **Candidates.** Each point's k-th neighbour distance is compared with the
        null's distances (empirical p-value); Benjamini-Hochberg at level ``fdr``
        keeps the points significantly denser than a Gaussian cloud allows.
-    3. **Shape at the scale of the structure.** Candidates linked by graph edges form
-       structures; inside each, exact neighbourhoods of ``scale_fraction`` of the
-       structure (``n_sub`` points spread over them) give local PCA spectra whose
-       isotropic-noise part is removed (Marchenko-Pastur edge). A point is line-like
+    3. **Shape at the scale of the structure.** Candidates closer than twice both
+       their k-th neighbour distances are linked into structures; inside each, exact
+       neighbourhoods of ``scale_fraction`` of the structure (``n_sub`` points spread
+       over them) give local PCA spectra whose isotropic-noise part is removed
+       (Marchenko-Pastur edge). A point is line-like
        when its leading eigenvalue stands clear of the noise (``min_snr``) and
        dominates the other resolved ones (``min_linearity``); a majority vote over
        the neighbourhood cleans the labels.
@@ -181,7 +182,7 @@ class FilamentDetector:
     fdr : float, default=0.05
         False discovery rate of the candidate test.
     knn : {"auto", "exact", "forest", "faiss-ivf"}, default="auto"
-        Engine of the all-points graph; ``"auto"`` is exact up to 30,000 points.
+        Engine of the all-points graph; ``"auto"`` is exact up to 10,000 points.
     n_trees, leaf_size : int, default=2, 256
         Forest parameters: trees whose neighbour lists are merged, and the largest
         leaf (leaves hold between half of it and all of it).

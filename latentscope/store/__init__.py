@@ -7,7 +7,7 @@ see ``docs/store-format.md`` for the layout and the guarantees.
 Examples
 --------
 >>> from latentscope.store import create_store, open_store  # doctest: +SKIP
->>> with create_store("z.h5", z_dim=256, backend="keras_ae") as store:  # doctest: +SKIP
+>>> with create_store("z.h5", z_dim=256, backend="keras-ae") as store:  # doctest: +SKIP
 ...     store.append(z_batch, ids=image_ids)
 >>> with open_store("z.h5") as store:  # doctest: +SKIP
 ...     for block in store.iter_blocks(max_bytes=64 << 20):
