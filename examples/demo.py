@@ -119,9 +119,11 @@ def _landing_line(out: Path, region: str) -> str:
     if not path.exists():
         return ""
     d = json.loads(path.read_text())
-    keys = [("in_fragment_rate", "in fragment"), ("fraction_in_pca_box", "in PCA box"),
-            ("fraction_in_ellipsoid", "in 0.99 ellipsoid")]
+    keys = [("fraction_in_pca_box", "in PCA box"), ("frac_in_pca_box", "in PCA box"),
+            ("frac_in_ellipsoid", "in 0.99 ellipsoid")]
     parts = [f"{label} {d[k]:.2f}" for k, label in keys if isinstance(d.get(k), (int, float))]
+    if isinstance(d.get("mahalanobis_median"), (int, float)):
+        parts.append(f"Mahalanobis radius {d['mahalanobis_median']:.0f} (data {d.get('data_mahalanobis_median', 0):.0f})")
     return ", ".join(parts)
 
 
