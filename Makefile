@@ -9,10 +9,10 @@ CELEBA ?=
 
 .PHONY: demo test venv bench clean
 
-$(STAMP): pyproject.toml backends/keras_ae/pyproject.toml
+$(STAMP): pyproject.toml backends/keras_ae/pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test,knn]" -e "backends/keras_ae[cpu]"
+	$(BIN)/python -m pip install -q -e ".[test,knn]" -e "backends/keras_ae[cpu,jax]"
 	touch $(STAMP)
 
 venv: $(STAMP)

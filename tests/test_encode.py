@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from latentscope.backends import LinearBackend, encode_to_store
+from latentscope.backends import LinearBackend, encode_to_store, preferred_batch_size
 from latentscope.backends._encode import SOURCE_INDEX, skipped_path
 from latentscope.data import FACE_ATTRIBUTES, SyntheticFaces
 from latentscope.exceptions import BackendError, DataSourceError, InvalidParameterError
@@ -168,3 +168,39 @@ def test_encode_checks_the_backend_output(tmp_path, model):
         encode_to_store(broken, SyntheticFaces(4), tmp_path / "z.h5")
     with pytest.raises(InvalidParameterError, match="batch_size must be an integer >= 1"):
         encode_to_store(model, SyntheticFaces(4), tmp_path / "y.h5", batch_size=0)
+
+
+def test_encode_batch_defaults_to_the_backend_preference(tmp_path, model):
+    # without batch_size the backend's default_batch_size("encode") sizes the batches
+    seen: list[tuple[int, int | None]] = []
+
+    class Prefers24(LinearBackend):
+        def default_batch_size(self, task):
+            return {"encode": 24, "decode": 8}[task]
+
+        def encode(self, images, *, batch_size=256):
+            seen.append((len(images), batch_size))
+            return super().encode(images, batch_size=batch_size)
+
+    m = Prefers24(model.mean, model.components, image_shape=model.image_shape)
+    assert preferred_batch_size(m) == 24 and preferred_batch_size(m, "decode") == 8
+    assert preferred_batch_size(model) == 256  # no preference stated
+    result = encode_to_store(m, SyntheticFaces(50, image_size=16), tmp_path / "z.h5")
+    assert result.n_rows == 50 and seen == [(24, 24), (24, 24), (2, 24)]
+    seen.clear()
+    encode_to_store(m, SyntheticFaces(50, image_size=16), tmp_path / "y.h5", batch_size=30)
+    assert seen == [(30, 30), (20, 30)]  # an explicit size wins
+    with open_store(tmp_path / "z.h5") as a, open_store(tmp_path / "y.h5") as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+
+
+def test_preferred_batch_size_checks_its_input(model):
+    class Bad(LinearBackend):
+        def default_batch_size(self, task):
+            return 0
+
+    bad = Bad(model.mean, model.components, image_shape=model.image_shape)
+    with pytest.raises(BackendError, match=r"default_batch_size\('encode'\) must return an int >= 1; got 0"):
+        preferred_batch_size(bad)
+    with pytest.raises(InvalidParameterError, match="task must be 'encode' or 'decode'; got 'train'"):
+        preferred_batch_size(model, "train")

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..exceptions import BackendError, DataSourceError, InvalidParameterError, StoreError
+from ._protocol import preferred_batch_size
 
 __all__ = ["encode_to_store", "EncodeResult", "skipped_path", "SOURCE_INDEX"]
 
@@ -113,7 +114,7 @@ def encode_to_store(
     source: Any,
     store_path: str | os.PathLike,
     *,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     overwrite: bool = False,
     strict: bool | None = None,
@@ -135,8 +136,10 @@ def encode_to_store(
         after its last committed row when it was written by the same backend, model
         (fingerprint), source and sizes, and refused otherwise (one-line
         :class:`~latentscope.exceptions.BackendError`).
-    batch_size : int, default=256
-        Items per batch (decode, encode and append).
+    batch_size : int, optional
+        Items per batch (decode, encode and append). Default: what the backend
+        prefers on this hardware (:func:`~latentscope.backends.preferred_batch_size`;
+        ``keras-ae``: 1024 on a GPU, 256 on CPUs), else 256.
     progress : callable(done, total), optional
         Called after each batch with the items processed by this run and the items
         this run has to process.
@@ -173,12 +176,14 @@ def encode_to_store(
     from ..data import ImageSource, open_source
     from ..store import create_store, open_store
 
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise InvalidParameterError(f"encode_to_store: batch_size must be an integer >= 1; got {batch_size!r}.")
     for attr in ("z_dim", "image_shape", "encode", "fingerprint"):
         if not hasattr(backend, attr):
             raise InvalidParameterError(f"encode_to_store: backend must implement the Backend protocol; "
                                         f"{type(backend).__name__} has no {attr!r}.")
+    if batch_size is None:
+        batch_size = preferred_batch_size(backend, "encode")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InvalidParameterError(f"encode_to_store: batch_size must be an integer >= 1; got {batch_size!r}.")
     size = tuple(int(s) for s in backend.image_shape[:2])
     src: ImageSource = open_source(source, image_size=size, strict=bool(strict))
     if strict is not None and src.strict != bool(strict):

@@ -7,7 +7,10 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "preferred_batch_size"]
+
+#: Batch size used when a backend states no preference.
+FALLBACK_BATCH_SIZE = 256
 
 
 @runtime_checkable
@@ -43,6 +46,13 @@ class Backend(Protocol):
         float z-points (n, z_dim) -> uint8 images (n, h, w, 3).
     fingerprint()
         A short string identifying the exact weights (stored in store provenance).
+
+    Notes
+    -----
+    A backend may also define ``default_batch_size(task)`` (``task`` is ``"encode"``
+    or ``"decode"``) returning the device batch that suits the hardware it runs on;
+    :func:`preferred_batch_size` asks it, and ``latentscope encode`` uses it when no
+    ``--batch-size`` is given.
     """
 
     name: ClassVar[str]
@@ -63,3 +73,31 @@ class Backend(Protocol):
     def decode(self, z: np.ndarray, *, batch_size: int = 256) -> np.ndarray: ...
 
     def fingerprint(self) -> str: ...
+
+
+def preferred_batch_size(backend: Any, task: str = "encode") -> int:
+    """The batch size ``backend`` prefers for ``task`` ("encode" or "decode").
+
+    Uses the backend's optional ``default_batch_size(task)`` method (e.g. 1024 for
+    encoding on a GPU, 256 on CPUs for ``keras-ae``); backends without one get
+    ``FALLBACK_BATCH_SIZE`` (256).
+
+    Raises
+    ------
+    InvalidParameterError
+        ``task`` is not "encode" or "decode".
+    BackendError
+        The backend's method returned something other than a positive int.
+    """
+    from ..exceptions import BackendError, InvalidParameterError
+
+    if task not in ("encode", "decode"):
+        raise InvalidParameterError(f"preferred_batch_size: task must be 'encode' or 'decode'; got {task!r}.")
+    method = getattr(backend, "default_batch_size", None)
+    if not callable(method):
+        return FALLBACK_BATCH_SIZE
+    value = method(task)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        name = getattr(backend, "name", type(backend).__name__)
+        raise BackendError(f"backend {name!r}: default_batch_size({task!r}) must return an int >= 1; got {value!r}.")
+    return int(value)

@@ -175,7 +175,9 @@ def encode_cmd(
     data: Annotated[str, typer.Option("--data", help="Images: celeba:PATH, folder:PATH or synthetic:N.")],
     out: Annotated[Path, typer.Option("--out", help="Store to write (an existing one is resumed).")],
     backend: Annotated[Optional[str], typer.Option("--backend", help="Backend name (default: from the model's config.json).")] = None,
-    batch_size: BatchSize = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        "--batch-size", min=1, help="Images per batch (default: the backend's choice for this hardware; keras-ae: "
+                                    "1024 on a GPU, 256 on CPUs).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable image instead of skipping it.")] = False,
     split: Annotated[Optional[str], typer.Option("--split", help="CelebA partition: train, val or test.")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="Image decoding threads.")] = None,
@@ -197,7 +199,7 @@ def encode_cmd(
     loaded = cls.load(model)
     source = open_source(data, image_size=tuple(loaded.image_shape)[:2], strict=strict, split=split)
     with progress_bar(None, "encode", no_progress=no_progress, unit="img") as bar:
-        result = encode_to_store(loaded, source, out, batch_size=batch_size or 256, progress=progress_callback(bar),
+        result = encode_to_store(loaded, source, out, batch_size=batch_size, progress=progress_callback(bar),
                                  overwrite=overwrite, strict=strict, workers=workers)
     verb = "resumed" if result.resumed else "wrote"
     typer.echo(f"{verb} {out}: {result.n_rows} rows (z_dim {loaded.z_dim}), {result.n_written} new in "

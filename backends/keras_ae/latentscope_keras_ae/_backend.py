@@ -277,11 +277,20 @@ class KerasAEBackend:
         return arr
 
     @staticmethod
-    def _batch_size(batch_size: int | None, task: str) -> int:
-        if batch_size is None:
-            from ._device import default_batch_size
+    def default_batch_size(task: str = "encode") -> int:
+        """The device batch for ``task`` ("encode" or "decode") on the hardware the
+        active Keras backend computes on: encode 256 / decode 128 on CPUs, 1024 / 512
+        on GPUs. ``latentscope encode`` uses it when no ``--batch-size`` is given."""
+        from ._device import default_batch_size
 
-            return default_batch_size(task)
+        if task not in ("encode", "decode"):
+            raise InvalidParameterError(f"{_OWNER}: task must be 'encode' or 'decode'; got {task!r}.")
+        return default_batch_size(task)
+
+    @classmethod
+    def _batch_size(cls, batch_size: int | None, task: str) -> int:
+        if batch_size is None:
+            return cls.default_batch_size(task)
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise InvalidParameterError(f"{_OWNER}: batch_size must be an int >= 1; got {batch_size!r}.")
         return int(batch_size)

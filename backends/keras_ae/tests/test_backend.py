@@ -96,6 +96,18 @@ def test_encode_decode_shapes_and_dtypes(tiny_model):
     assert tiny_model.encode(x[:0]).shape == (0, 8)
 
 
+def test_default_batch_sizes_follow_the_hardware(tiny_model):
+    # these tests run on CPUs: 256 to encode, 128 to decode; the core asks the backend
+    from latentscope.backends import preferred_batch_size
+    from latentscope_keras_ae._device import accelerator
+
+    expected = {"cpu": (256, 128), "gpu": (1024, 512)}[accelerator()]
+    assert (tiny_model.default_batch_size("encode"), tiny_model.default_batch_size("decode")) == expected
+    assert preferred_batch_size(tiny_model) == expected[0]
+    with pytest.raises(InvalidParameterError, match="task must be 'encode' or 'decode'; got 'fit'"):
+        tiny_model.default_batch_size("fit")
+
+
 def test_fingerprint_changes_with_the_weights(tiny_model):
     fresh = KerasAEBackend.from_config(tiny_model.config, seed=1)
     assert fresh.fingerprint() != tiny_model.fingerprint()
