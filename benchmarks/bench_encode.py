@@ -75,7 +75,7 @@ def main() -> None:
     from latentscope.backends import encode_to_store
     from latentscope.data import open_source
     from latentscope_keras_ae import KerasAEBackend, preset_config
-    from latentscope_keras_ae._backend import _pad_rows
+    from latentscope_keras_ae._predict import pad_rows
 
     t_import = time.perf_counter() - t_import
     cfg = preset_config("celeba96")
@@ -88,7 +88,7 @@ def main() -> None:
         images = source.read(workers=args.workers).images  # the same images, decoded once, for the bare pass
         n = len(images)
         # warm up every batch shape either side will compile
-        shapes = {bs} | ({_pad_rows(n % bs, bs)} if n % bs else set())
+        shapes = {bs} | ({pad_rows(n % bs, bs)} if n % bs else set())
         for m in sorted(shapes):
             model.encode(images[:m], batch_size=bs)
 

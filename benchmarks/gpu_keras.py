@@ -13,8 +13,10 @@ What it measures on the ``celeba96`` model (96x96x3 -> z=256, encoder filters
 encode
     * ``predict_on_batch`` on float32 input scaled on the host (4 bytes/pixel moved);
     * ``predict_on_batch`` on uint8 input, cast and scaled inside the compiled
-      function on the device (what ``KerasAEBackend.encode`` does);
-    * ``KerasAEBackend.encode`` itself on a large uint8 array;
+      function on the device (what ``KerasAEBackend.encode`` does under TensorFlow and
+      torch);
+    * ``KerasAEBackend.encode`` itself on a large uint8 array (under JAX: a jitted
+      ``stateless_call`` with up to 4 batches in flight, ``_predict.BatchRunner``);
     * JAX only: a jitted ``stateless_call`` with several batches in flight (host->device
       copies overlap compute), and with the input already on the device (the bare
       compute rate, an upper bound);

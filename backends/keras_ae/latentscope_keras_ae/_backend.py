@@ -25,18 +25,11 @@ from ._io import (
     read_model_json,
     write_json_atomic,
 )
+from ._predict import BatchRunner
 
 __all__ = ["KerasAEBackend"]
 
 _OWNER = "keras-ae"
-
-
-def _pad_rows(n: int, batch_size: int) -> int:
-    """Rows to compute for a chunk of ``n`` rows: the next power of two (at least 8),
-    capped at ``batch_size``, so a compiled function sees few distinct shapes."""
-    if n >= batch_size:
-        return batch_size
-    return min(batch_size, max(8, 1 << (n - 1).bit_length()))
 
 
 class KerasAEBackend:
@@ -77,7 +70,7 @@ class KerasAEBackend:
         self.decoder = decoder
         self.config = config
         self.info = dict(info or {})
-        self._enc_u8 = None
+        self._runners: dict[str, BatchRunner] = {}
         self._fingerprint: str | None = None
         enc_in = tuple(encoder.input_shape[1:])
         if enc_in != config.image_shape or int(encoder.output_shape[-1]) != config.z_dim:
@@ -295,29 +288,30 @@ class KerasAEBackend:
             raise InvalidParameterError(f"{_OWNER}: batch_size must be an int >= 1; got {batch_size!r}.")
         return int(batch_size)
 
+    def _runner(self, task: str) -> BatchRunner:
+        if task not in self._runners:
+            if task == "encode":
+                from ._model import uint8_encoder
+
+                self._runners[task] = BatchRunner(uint8_encoder(self.encoder))
+            else:
+                self._runners[task] = BatchRunner(self.decoder)
+        return self._runners[task]
+
     def encode(self, images: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
         """Encode uint8 images (n, h, w, 3) into float32 z-points (n, z_dim).
 
-        The cast to float and the scaling to [0, 1] run inside the compiled encoder
-        (``predict_on_batch``), on the device. Chunks are ``batch_size`` images (default:
-        256 on CPUs, 1024 on GPUs); a final short chunk is padded to a power of two so
-        that few shapes are compiled.
+        The cast to float and the scaling to [0, 1] run inside the compiled encoder,
+        on the device. Chunks are ``batch_size`` images (default:
+        :meth:`default_batch_size`, 256 on CPUs, 1024 on GPUs); a final short chunk is
+        padded to a power of two so that few shapes are compiled. Under JAX several
+        chunks are in flight at once (a jitted ``stateless_call``), elsewhere each goes
+        through ``predict_on_batch``.
         """
         arr = self._check_images(images)
         bs = self._batch_size(batch_size, "encode")
-        if self._enc_u8 is None:
-            from ._model import uint8_encoder
-
-            self._enc_u8 = uint8_encoder(self.encoder)
         out = np.empty((arr.shape[0], self.z_dim), dtype=np.float32)
-        for a in range(0, arr.shape[0], bs):
-            chunk = arr[a : a + bs]
-            k = chunk.shape[0]
-            m = _pad_rows(k, bs)
-            if m != k:
-                chunk = np.concatenate([chunk, np.zeros((m - k, *chunk.shape[1:]), np.uint8)])
-            out[a : a + k] = np.asarray(self._enc_u8.predict_on_batch(chunk))[:k]
-        return out
+        return self._runner("encode").run(arr, bs, out)
 
     def decode(self, z: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
         """Decode z-points (n, z_dim) into uint8 images (n, h, w, 3) (rounded)."""
@@ -329,15 +323,7 @@ class KerasAEBackend:
         zz = zz.astype(np.float32, copy=False)
         bs = self._batch_size(batch_size, "decode")
         out = np.empty((zz.shape[0], *self.image_shape), dtype=np.uint8)
-        for a in range(0, zz.shape[0], bs):
-            chunk = zz[a : a + bs]
-            k = chunk.shape[0]
-            m = _pad_rows(k, bs)
-            if m != k:
-                chunk = np.concatenate([chunk, np.zeros((m - k, chunk.shape[1]), np.float32)])
-            y = np.asarray(self.decoder.predict_on_batch(chunk))[:k]
-            out[a : a + k] = np.clip(np.rint(y * 255.0), 0, 255).astype(np.uint8)
-        return out
+        return self._runner("decode").run(zz, bs, out, post=lambda y: np.clip(np.rint(y * 255.0), 0, 255).astype(np.uint8))
 
     def reconstruct(self, images: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
         """``decode(encode(images))``."""
