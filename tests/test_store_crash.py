@@ -149,8 +149,9 @@ def test_store_survives_sigkill_at_random_moments(tmp_path):
             time.sleep(rng.uniform(0, 0.02))
         else:
             seen = _read_until(fd, b"R")
-            if style == "anytime":
-                time.sleep(rng.uniform(0, 0.2))
+            if style == "anytime":  # after 0-11 more appends, at a random moment (however fast the machine)
+                seen += _read_until(fd, b"c", int(rng.integers(0, 12)))
+                time.sleep(rng.uniform(0, 0.005))
             else:
                 seen += _read_until(fd, b"f", int(rng.integers(1, 40)))
                 time.sleep(rng.uniform(0, 0.002))
@@ -166,7 +167,7 @@ def test_store_survives_sigkill_at_random_moments(tmp_path):
         # every append that returned is kept; at most the one in flight is added
         assert k_done + acked <= k <= k_done + acked + 1, (style, k_done, acked, k)
         k_done = k
-    assert kills >= 12, f"only {kills} of 24 writers were killed before finishing"  # a loaded machine lets some finish
+    assert kills >= 18, f"only {kills} of 24 writers were killed before finishing"
     pid, fd = _start(path, SEED)  # resume to the end
     _, status = os.waitpid(pid, 0)
     assert _drain(fd).endswith(b"D") and os.WEXITSTATUS(status) == 0
