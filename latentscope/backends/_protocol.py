@@ -7,6 +7,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..exceptions import BackendError, InvalidParameterError
+
 __all__ = ["Backend", "preferred_batch_size"]
 
 #: Batch size used when a backend states no preference.
@@ -89,8 +91,6 @@ def preferred_batch_size(backend: Any, task: str = "encode") -> int:
     BackendError
         The backend's method returned something other than a positive int.
     """
-    from ..exceptions import BackendError, InvalidParameterError
-
     if task not in ("encode", "decode"):
         raise InvalidParameterError(f"preferred_batch_size: task must be 'encode' or 'decode'; got {task!r}.")
     method = getattr(backend, "default_batch_size", None)

@@ -24,10 +24,6 @@ from latentscope_keras_ae import KerasAEBackend
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
 
-# conftest.TINY, one epoch (test modules cannot import conftest under --import-mode=importlib)
-TINY_ONE_EPOCH = dict(preset="small", image_size=32, z_dim=8, filters="8,8,16,16", epochs=1, batch_size=16,
-                      val_fraction=0.2, seed=0, progress=False)
-
 _UNDER_JAX = textwrap.dedent("""
     import json, sys
     import numpy as np
@@ -54,11 +50,11 @@ _UNDER_JAX = textwrap.dedent("""
 """)
 
 
-def test_models_move_between_tensorflow_and_jax(tiny_model_dir, tmp_path):
+def test_models_move_between_tensorflow_and_jax(tiny, tiny_model_dir, tmp_path):
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "LATENTSCOPE_NO_PROGRESS": "1"}
     jax_dir, out = tmp_path / "jax_model", tmp_path / "jax.npz"
     proc = subprocess.run([sys.executable, "-c", _UNDER_JAX, str(tiny_model_dir), str(jax_dir), str(out),
-                           json.dumps(TINY_ONE_EPOCH)], env=env, capture_output=True, text=True, timeout=600)
+                           json.dumps({**tiny[0], "epochs": 1})], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     facts = json.loads(proc.stdout.strip().splitlines()[-1])
     assert facts["backend"] == "jax"
