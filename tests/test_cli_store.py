@@ -10,7 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from latentscope.cli import main
@@ -29,6 +29,7 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 @settings(max_examples=8, deadline=None)
+@example(n=0, z_dim=1, ids_kind="none", with_columns=True, batch_rows=1, seed=0)  # empty, yet columns survive
 @given(
     n=st.integers(0, 50),
     z_dim=st.integers(1, 6),
@@ -123,6 +124,26 @@ def test_cli_import_append_skip_and_copy(tmp_path, capsys, rng):
     assert code == 0
     with open_store(tmp_path / "copy.h5") as c:
         np.testing.assert_array_equal(c.read(), s_z)
+
+
+def test_cli_import_of_a_store_copies_ids_columns_and_provenance(tmp_path, capsys, rng):
+    # a z-point store as input is copied as a store (not read as a generic HDF5 file), even when empty
+    z = rng.standard_normal((7, 3)).astype(np.float32)
+    with create_store(tmp_path / "s.h5", 3, backend="mine", model_fingerprint="f00", source="src") as s:
+        s.append(z, ids=[f"im{i}" for i in range(7)], columns={"age": np.arange(7), "emb": np.ones((7, 2))})
+    with create_store(tmp_path / "empty.h5", 3) as s:
+        s.append(np.zeros((0, 3)), columns={"age": np.zeros(0, np.int64)})
+    for name, n in (("s.h5", 7), ("empty.h5", 0)):
+        code, _, _ = _run(capsys, "import", tmp_path / name, "--out", tmp_path / f"copy-{name}", "--no-progress")
+        assert code == 0
+        with open_store(tmp_path / name) as a, open_store(tmp_path / f"copy-{name}") as b:
+            assert b.n_rows == n and b.column_names == a.column_names
+            np.testing.assert_array_equal(b.read(), a.read())
+            assert list(b.read_ids()) == list(a.read_ids())
+            for c in a.column_names:
+                np.testing.assert_array_equal(b.read_column(c), a.read_column(c))
+            assert b.provenance["backend"] == a.provenance["backend"]
+            assert b.provenance["model_fingerprint"] == a.provenance["model_fingerprint"]
 
 
 def test_cli_export_is_reproducible(tmp_path, capsys, monkeypatch, rng):

@@ -735,12 +735,11 @@ class ZStore:
                 str_ids = None if str_ids is None else str_ids[finite]
                 cols = {k: v[finite] for k, v in cols.items()}
                 n = z32.shape[0]
-        if n == 0 and skipped == 0:
+        changed = self._ensure_layout(str_ids, cols, start)  # an empty batch still declares its columns
+        if n == 0 and skipped == 0 and not changed:
             return 0
-        changed = False
         if n:
             stop = start + n
-            changed = self._ensure_layout(str_ids, cols, start)
             self._write_rows(F.Z_DATASET, z32, start, stop)
             self._write_rows(F.IDS_DATASET, int_ids, start, stop)
             if self._has(F.ID_STRINGS_DATASET):

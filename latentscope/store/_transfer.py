@@ -18,7 +18,7 @@ import numpy as np
 
 from ..exceptions import InvalidParameterError, NonFiniteError, StoreError
 from . import _format as F
-from ._store import ZStore, create_store, open_store
+from ._store import ZStore, _attr_value, create_store, open_store
 
 __all__ = ["ArraySource", "open_array", "import_array", "export_npz"]
 
@@ -81,7 +81,7 @@ class ArraySource:
                     h5 = None
                 if h5 is not None:
                     self._stack.callback(h5.close)
-                if h5 is None or h5.attrs.get("format") == F.FORMAT_NAME:
+                if h5 is None or _attr_value(h5.attrs.get("format")) == F.FORMAT_NAME:
                     if h5 is not None:
                         h5.close()
                     self.store = self._stack.enter_context(open_store(self.path))
@@ -242,7 +242,9 @@ def _new_store(stack: ExitStack, out: Path, overwrite: bool, z_dim: int, **kwarg
 
 
 def _row_blocks(n: int, rows: int) -> Iterator[tuple[int, int]]:
-    for lo in range(0, n, rows):
+    """Row ranges of at most ``rows``; one empty range when ``n`` is 0, so that an
+    empty array's columns still reach the store."""
+    for lo in range(0, max(n, 1), rows):
         yield lo, min(n, lo + rows)
 
 
@@ -417,6 +419,8 @@ def _copy_store(store: ZStore, out: Path, *, overwrite: bool, append: bool, on_n
             written += dst.append(block.z, ids=block.ids, columns=block.columns, on_nonfinite=on_nonfinite)
             if progress is not None:
                 progress(block.stop, n)
+        if n == 0:  # no blocks: an empty append still carries the columns over
+            dst.append(np.empty((0, store.z_dim), np.float32), columns={c: store.read_column(c) for c in names})
         done()
         return {"rows": written, "skipped": dst.n_skipped_nonfinite - skipped_before, "z_dim": store.z_dim}
 
