@@ -735,7 +735,8 @@ class ZStore:
                 str_ids = None if str_ids is None else str_ids[finite]
                 cols = {k: v[finite] for k, v in cols.items()}
                 n = z32.shape[0]
-        changed = self._ensure_layout(str_ids, cols, start)  # an empty batch still declares its columns
+        # an empty batch still declares its columns (but says nothing about the kind of ids)
+        changed = self._ensure_layout(str_ids if n else None, cols, start)
         if n == 0 and skipped == 0 and not changed:
             return 0
         if n:
