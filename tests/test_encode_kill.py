@@ -26,7 +26,8 @@ N_ITEMS = 2000
 
 def _encode_cmd(model_dir, store):
     return [sys.executable, "-m", "latentscope", "encode", "--backend", "linear", "--model", str(model_dir),
-            "--data", f"synthetic:{N_ITEMS}", "--out", str(store), "--batch-size", "20", "--no-progress"]
+            "--data", f"synthetic:{N_ITEMS}", "--out", str(store), "--batch-size", "20", "--commit-rows", "20",
+            "--no-progress"]
 
 
 def _rows(path) -> int:

@@ -3,8 +3,12 @@
 Batches of images are decoded in worker threads ahead of the model (see
 :meth:`latentscope.data.ImageSource.iter_batches`), encoded by any backend and appended
 to an HDF5 store together with the item ids, the per-item attributes and the item's
-index in the source (column ``source_index``). Each append commits atomically, so a
-run killed at any point is resumed by running it again: the store is reopened, its
+index in the source (column ``source_index``). Three stages overlap: decoder threads
+prepare the next batches, the calling thread runs the model, and one writer thread
+appends the rows gathered so far (``commit_rows`` at a time). With ``from_cache=True``
+the items the backend's training image cache holds are copied from it instead of
+decoded. Each append commits atomically, so a run killed at any point is resumed by
+running it again: the store is reopened, its
 backend, model fingerprint, source and sizes are checked, and encoding continues
 after the last committed item.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 import copy
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -21,12 +26,14 @@ from typing import Any, Callable
 import numpy as np
 
 from ..exceptions import BackendError, DataSourceError, InvalidParameterError, StoreError
-from ._protocol import preferred_batch_size
+from ._protocol import preferred_batch_size, training_image_cache
 
 __all__ = ["encode_to_store", "EncodeResult", "skipped_path", "SOURCE_INDEX"]
 
 #: Store column holding each row's index in the source (drives resuming).
 SOURCE_INDEX = "source_index"
+#: Rows gathered into one store append by default (see ``commit_rows``).
+COMMIT_ROWS = 4096
 
 
 def skipped_path(store_path: str | os.PathLike) -> Path:
@@ -55,6 +62,9 @@ class EncodeResult:
         Wall time of the encoding loop.
     skipped_file : Path or None
         The sidecar list of unreadable items, when there are any.
+    n_from_cache : int
+        Rows of this run whose images were read from the backend's image cache
+        (``from_cache=True``) instead of decoded.
     """
 
     path: Path
@@ -64,6 +74,7 @@ class EncodeResult:
     resumed: bool
     seconds: float
     skipped_file: Path | None = None
+    n_from_cache: int = 0
 
     @property
     def items_per_second(self) -> float:
@@ -120,6 +131,8 @@ def encode_to_store(
     strict: bool | None = None,
     workers: int | None = None,
     prefetch: int = 2,
+    from_cache: bool = False,
+    commit_rows: int | None = None,
 ) -> EncodeResult:
     """Encode an image source with a backend into a z-point store (resumable).
 
@@ -141,17 +154,30 @@ def encode_to_store(
         prefers on this hardware (:func:`~latentscope.backends.preferred_batch_size`;
         ``keras-ae``: 1024 on a GPU, 256 on CPUs), else 256.
     progress : callable(done, total), optional
-        Called after each batch with the items processed by this run and the items
-        this run has to process.
+        Called after each batch is encoded with the items processed by this run and
+        the items this run has to process. An exception it raises stops the run
+        after committing the batches encoded so far.
     overwrite : bool, default=False
         Replace an existing store (and its list of skipped items).
     strict : bool, optional
         Override the source's ``strict``: raise on the first unreadable item instead
         of skipping it.
     workers : int, optional
-        Decoder threads (default: CPU count, at most 8).
+        Decoder threads (default: :func:`latentscope.data.default_workers`, the cores
+        this process may use, or ``LATENTSCOPE_WORKERS``).
     prefetch : int, default=2
         Batches decoded ahead of the model.
+    from_cache : bool, default=False
+        Read the items that the backend's training image cache holds from it
+        (:func:`~latentscope.backends.training_image_cache`; ``keras-ae``:
+        ``MODEL/image_cache.h5``) and decode only the others. The cache holds the
+        bytes the decoder produces, so the store is the same as without it.
+    commit_rows : int, optional
+        Rows gathered before one append to the store (one commit), default
+        ``max(batch_size, 4096)``: a store append has a fixed cost of some
+        milliseconds per column, which per-batch commits would pay at every device
+        batch. A run killed (SIGKILL) loses at most the rows encoded since the last
+        commit; an exception or Ctrl-C first commits every batch already encoded.
 
     Returns
     -------
@@ -168,12 +194,14 @@ def encode_to_store(
     Raises
     ------
     BackendError
-        The existing store belongs to another model, backend, source or size; or the
-        backend returned z-points of the wrong shape.
+        The existing store belongs to another model, backend, source or size; the
+        backend returned z-points of the wrong shape; or ``from_cache`` is set and the
+        backend keeps no image cache.
     DataSourceError
-        No item of the source is readable, or an item is unreadable in strict mode.
+        No item of the source is readable, or an item is unreadable in strict mode;
+        or the image cache holds images of another source or size.
     """
-    from ..data import ImageSource, open_source
+    from ..data import CachedSource, ImageSource, open_source
     from ..store import create_store, open_store
 
     for attr in ("z_dim", "image_shape", "encode", "fingerprint"):
@@ -184,11 +212,19 @@ def encode_to_store(
         batch_size = preferred_batch_size(backend, "encode")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise InvalidParameterError(f"encode_to_store: batch_size must be an integer >= 1; got {batch_size!r}.")
+    if commit_rows is None:
+        commit = max(int(batch_size), COMMIT_ROWS)
+    elif isinstance(commit_rows, bool) or not isinstance(commit_rows, (int, np.integer)) or commit_rows < 1:
+        raise InvalidParameterError(f"encode_to_store: commit_rows must be an integer >= 1; got {commit_rows!r}.")
+    else:
+        commit = int(commit_rows)
     size = tuple(int(s) for s in backend.image_shape[:2])
     src: ImageSource = open_source(source, image_size=size, strict=bool(strict))
     if strict is not None and src.strict != bool(strict):
         src = copy.copy(src)  # never change the caller's source
         src.strict = bool(strict)
+    if from_cache:
+        src = CachedSource(src, training_image_cache(backend))
     path = Path(store_path)
     sidecar = skipped_path(path)
     name = getattr(backend, "name", type(backend).__name__)
@@ -217,30 +253,64 @@ def encode_to_store(
     skipped = _read_skipped(sidecar)
     n_start = store.n_rows
     total = len(src) - position
-    done = 0
+    n_cached = int(np.count_nonzero(src.rows[position:] >= 0)) if from_cache else 0
+
+    def write(group: list[tuple[Any, np.ndarray | None]]) -> None:
+        """The writer thread: the group's skipped names, then its rows in one commit."""
+        new = [(item, reason) for batch, _ in group for _, item, reason in batch.skipped if item not in skipped]
+        if new:
+            # the sidecar is written before the rows: a kill in between repeats the group
+            with open(sidecar, "a", encoding="utf-8") as fh:
+                fh.writelines(f"{item}\t{' '.join(reason.split())}\n" for item, reason in new)
+                fh.flush()
+                os.fsync(fh.fileno())
+            skipped.update(new)
+        full = [(batch, z) for batch, z in group if z is not None]
+        if full:
+            columns = {k: np.concatenate([b.attributes[k] for b, _ in full]) for k in full[0][0].attributes}
+            columns[SOURCE_INDEX] = np.concatenate([b.indices for b, _ in full])
+            store.append(np.concatenate([z for _, z in full]), ids=np.concatenate([b.ids for b, _ in full]),
+                         columns=columns)
+
+    buffer: list[tuple[Any, np.ndarray | None]] = []  # encoded, not yet handed to the writer
+    buffered = 0
+    writing: Future | None = None
+
+    def hand_off() -> None:
+        nonlocal buffer, buffered, writing
+        if writing is not None:
+            job, writing = writing, None
+            job.result()  # the previous group is committed (or its error raised here)
+        if buffer:
+            writing = writer.submit(write, buffer)
+            buffer, buffered = [], 0
+
     t0 = time.perf_counter()
     try:
-        with store:
-            for batch in src.iter_batches(batch_size, start=position, workers=workers, prefetch=prefetch):
-                new = [(item, reason) for _, item, reason in batch.skipped if item not in skipped]
-                if new:
-                    # the sidecar is written before the rows: a kill in between repeats the batch
-                    with open(sidecar, "a", encoding="utf-8") as fh:
-                        fh.writelines(f"{item}\t{' '.join(reason.split())}\n" for item, reason in new)
-                        fh.flush()
-                        os.fsync(fh.fileno())
-                    skipped.update(new)
-                if len(batch):
-                    z = np.asarray(backend.encode(batch.images, batch_size=batch_size))
-                    if z.shape != (len(batch), store.z_dim):
-                        raise BackendError(f"backend {name!r} returned z-points of shape {z.shape} for {len(batch)} "
-                                           f"images; expected ({len(batch)}, {store.z_dim}).")
-                    columns = dict(batch.attributes)
-                    columns[SOURCE_INDEX] = batch.indices
-                    store.append(z, ids=batch.ids, columns=columns)
-                done = batch.stop - position
-                if progress is not None:
-                    progress(done, total)
+        with store, ThreadPoolExecutor(max_workers=1, thread_name_prefix="latentscope-append") as writer:
+            try:
+                for batch in src.iter_batches(batch_size, start=position, workers=workers, prefetch=prefetch):
+                    z = None
+                    if len(batch):
+                        # a copy: the writer thread holds it while the backend encodes the next batches
+                        z = np.array(backend.encode(batch.images, batch_size=batch_size), copy=True)
+                        if z.shape != (len(batch), store.z_dim):
+                            raise BackendError(f"backend {name!r} returned z-points of shape {z.shape} for "
+                                               f"{len(batch)} images; expected ({len(batch)}, {store.z_dim}).")
+                    buffer.append((batch, z))
+                    buffered += len(batch)
+                    if buffered >= commit:
+                        hand_off()
+                    if progress is not None:
+                        progress(batch.stop - position, total)
+            except BaseException:
+                # keep what was encoded (Ctrl-C, a failing batch): commit it unless the writer failed
+                if writing is None or writing.exception() is None:
+                    hand_off()
+                    hand_off()
+                raise
+            hand_off()
+            hand_off()
             seconds = time.perf_counter() - t0
             n_rows = store.n_rows
             extra = {"encode_items_per_second": round((n_rows - n_start) / seconds, 2)} if n_rows > n_start else {}
@@ -255,5 +325,8 @@ def encode_to_store(
             if empty:
                 path.unlink()
         raise
+    finally:
+        if from_cache:
+            src.cache.close()
     return EncodeResult(path=path, n_rows=n_rows, n_written=n_rows - n_start, n_skipped=len(skipped), resumed=resumed,
-                        seconds=seconds, skipped_file=sidecar if skipped else None)
+                        seconds=seconds, skipped_file=sidecar if skipped else None, n_from_cache=n_cached)

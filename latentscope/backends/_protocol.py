@@ -9,7 +9,7 @@ import numpy as np
 
 from ..exceptions import BackendError, InvalidParameterError
 
-__all__ = ["Backend", "preferred_batch_size"]
+__all__ = ["Backend", "preferred_batch_size", "training_image_cache"]
 
 #: Batch size used when a backend states no preference.
 FALLBACK_BATCH_SIZE = 256
@@ -55,6 +55,12 @@ class Backend(Protocol):
     or ``"decode"``) returning the device batch that suits the hardware it runs on;
     :func:`preferred_batch_size` asks it, and ``latentscope encode`` uses it when no
     ``--batch-size`` is given.
+
+    A backend that decodes its training images once into a uint8 HDF5 cache may
+    define ``image_cache()`` returning a :class:`latentscope.data.ImageCacheInfo`
+    (the file, its image dataset and the spec of the source it was decoded from), or
+    None when the model has none; ``latentscope encode --from-cache`` reads the items
+    it holds from it (:func:`training_image_cache`).
     """
 
     name: ClassVar[str]
@@ -101,3 +107,32 @@ def preferred_batch_size(backend: Any, task: str = "encode") -> int:
         name = getattr(backend, "name", type(backend).__name__)
         raise BackendError(f"backend {name!r}: default_batch_size({task!r}) must return an int >= 1; got {value!r}.")
     return int(value)
+
+
+def training_image_cache(backend: Any) -> Any:
+    """The training image cache ``backend`` exposes, as an :class:`~latentscope.data.ImageCacheInfo`.
+
+    Asks the backend's optional ``image_cache()`` method (``keras-ae``:
+    ``MODEL/image_cache.h5``, written while training).
+
+    Raises
+    ------
+    BackendError
+        The backend has no ``image_cache`` method, its model keeps no cache (the
+        method returned None), or it returned something other than an
+        ``ImageCacheInfo``.
+    """
+    from ..data import ImageCacheInfo
+
+    name = getattr(backend, "name", type(backend).__name__)
+    method = getattr(backend, "image_cache", None)
+    if not callable(method):
+        raise BackendError(f"backend {name!r} keeps no training image cache (it has no image_cache() method); "
+                           "encode without --from-cache.")
+    info = method()
+    if info is None:
+        raise BackendError(f"backend {name!r}: this model has no training image cache; encode without --from-cache.")
+    if not isinstance(info, ImageCacheInfo):
+        raise BackendError(f"backend {name!r}: image_cache() must return a latentscope.data.ImageCacheInfo or None; "
+                           f"got {type(info).__name__}.")
+    return info

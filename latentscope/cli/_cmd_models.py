@@ -105,7 +105,7 @@ def backends_cmd(
 
 def train_cmd(
     backend: Annotated[str, typer.Option("--backend", help="Backend name (see: latentscope backends).")],
-    data: Annotated[str, typer.Option("--data", help="Training images: celeba:PATH, folder:PATH or synthetic:N.")],
+    data: Annotated[str, typer.Option("--data", help="Training images: celeba:PATH, folder:PATH, synthetic:N or h5:PATH[:DATASET].")],
     out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
     epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Training epochs.")] = None,
     batch_size: BatchSize = None,
@@ -172,7 +172,7 @@ def train_cmd(
 
 def encode_cmd(
     model: Annotated[Path, typer.Option("--model", help="Model directory written by 'latentscope train'.")],
-    data: Annotated[str, typer.Option("--data", help="Images: celeba:PATH, folder:PATH or synthetic:N.")],
+    data: Annotated[str, typer.Option("--data", help="Images: celeba:PATH, folder:PATH, synthetic:N or h5:PATH[:DATASET].")],
     out: Annotated[Path, typer.Option("--out", help="Store to write (an existing one is resumed).")],
     backend: Annotated[Optional[str], typer.Option("--backend", help="Backend name (default: from the model's config.json).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(
@@ -180,7 +180,15 @@ def encode_cmd(
                                     "1024 on a GPU, 256 on CPUs).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable image instead of skipping it.")] = False,
     split: Annotated[Optional[str], typer.Option("--split", help="CelebA partition: train, val or test.")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="Image decoding threads.")] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        "--workers", min=0, help="Image decoding threads (default: LATENTSCOPE_WORKERS, else the cores this "
+                                 "process may use).")] = None,
+    from_cache: Annotated[bool, typer.Option(
+        "--from-cache", help="Read the images the model's training cache holds (keras-ae: MODEL/image_cache.h5) "
+                             "instead of decoding them again; decode the rest.")] = False,
+    commit_rows: Annotated[Optional[int], typer.Option(
+        "--commit-rows", min=1, help="Rows per store commit (default: the batch size, at least 4096); a killed run "
+                                     "loses at most the rows since the last commit.")] = None,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
 ) -> None:
@@ -190,7 +198,8 @@ def encode_cmd(
     image ids, the source's per-image attributes as columns and the model's
     fingerprint in its provenance. A run that was interrupted (even killed) resumes
     when run again with the same arguments. Unreadable images are skipped and listed
-    in STORE.skipped.txt unless --strict.
+    in STORE.skipped.txt unless --strict. With --from-cache the images the training
+    run decoded into its cache are read from it (the store is the same).
     """
     from ..backends import encode_to_store
     from ..data import open_source
@@ -200,10 +209,12 @@ def encode_cmd(
     source = open_source(data, image_size=tuple(loaded.image_shape)[:2], strict=strict, split=split)
     with progress_bar(None, "encode", no_progress=no_progress, unit="img") as bar:
         result = encode_to_store(loaded, source, out, batch_size=batch_size, progress=progress_callback(bar),
-                                 overwrite=overwrite, strict=strict, workers=workers)
+                                 overwrite=overwrite, strict=strict, workers=workers, from_cache=from_cache,
+                                 commit_rows=commit_rows)
     verb = "resumed" if result.resumed else "wrote"
+    cached = f"; {result.n_from_cache} read from the training cache" if from_cache else ""
     typer.echo(f"{verb} {out}: {result.n_rows} rows (z_dim {loaded.z_dim}), {result.n_written} new in "
-               f"{result.seconds:.1f} s ({result.items_per_second:.0f} images/s)")
+               f"{result.seconds:.1f} s ({result.items_per_second:.0f} images/s){cached}")
     if result.n_skipped:
         typer.echo(f"skipped {result.n_skipped} unreadable images; see {result.skipped_file}", err=True)
 

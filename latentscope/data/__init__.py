@@ -7,6 +7,8 @@ prefetch. Name a source with :func:`open_source`::
     celeba:PATH        CelebA's layout (img_align_celeba/*.jpg + annotation files)
     folder:PATH        every image file under PATH (JPEG, PNG, PGM, ...), recursively
     synthetic:N        N procedural faces (the embedded default data)
+    h5:PATH[:DATASET]  a uint8 image array (N, H, W, 3) in an HDF5 file, with its ids
+                       and attributes when present (see :class:`H5Source`)
 
 Options may follow a ``?``: ``celeba:/data/celeba?split=test``,
 ``synthetic:5000?seed=3``, ``folder:/data/lfw?crop=square``.
@@ -19,10 +21,21 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import InvalidParameterError
+from ._cached import CachedSource, ImageCacheInfo, pixel_key
 from ._celeba import SPLITS, CelebASource
 from ._folder import FolderSource
+from ._h5 import H5Source, split_h5_spec
 from ._imageio import IMAGE_EXTENSIONS, decode_image
-from ._source import DecodedRange, ImageBatch, ImageSource, check_image_size, decode_each, default_workers
+from ._source import (
+    WORKERS_ENV,
+    DecodedRange,
+    ImageBatch,
+    ImageSource,
+    check_image_size,
+    decode_each,
+    default_workers,
+    split_query,
+)
 from ._synthetic import FACE_ATTRIBUTES, EYE_COLORS, HAIR_COLORS, SyntheticFaces, render_faces, sample_face_params
 
 __all__ = [
@@ -32,11 +45,16 @@ __all__ = [
     "CelebASource",
     "FolderSource",
     "SyntheticFaces",
+    "H5Source",
+    "CachedSource",
+    "ImageCacheInfo",
+    "pixel_key",
     "render_faces",
     "sample_face_params",
     "decode_image",
     "check_image_size",
     "default_workers",
+    "WORKERS_ENV",
     "DecodedRange",
     "decode_each",
     "FACE_ATTRIBUTES",
@@ -46,19 +64,9 @@ __all__ = [
     "SPLITS",
 ]
 
-_SCHEMES = ("celeba", "folder", "synthetic")
-_QUERY_KEYS = {"seed", "split", "crop"}
-
-
-def _split_query(rest: str) -> tuple[str, dict[str, str]]:
-    """Split ``path?key=value&...`` when every key is a known option."""
-    if "?" not in rest:
-        return rest, {}
-    head, _, query = rest.rpartition("?")
-    pairs = [p.partition("=") for p in query.split("&") if p]
-    if pairs and all(sep and key in _QUERY_KEYS for key, sep, _ in pairs):
-        return head, {key: value for key, _, value in pairs}
-    return rest, {}
+_SCHEMES = ("celeba", "folder", "synthetic", "h5")
+_SPEC_FORMS = "'celeba:PATH', 'folder:PATH', 'synthetic:N' or 'h5:PATH[:DATASET]'"
+_H5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 
 
 def open_source(
@@ -75,10 +83,12 @@ def open_source(
     Parameters
     ----------
     spec : str, PathLike or ImageSource
-        ``"celeba:PATH"``, ``"folder:PATH"`` or ``"synthetic:N"``, optionally followed
-        by ``?split=...``, ``?seed=...`` or ``?crop=...``. A bare folder path is read as
-        CelebA when it holds ``img_align_celeba/``, else as an image folder. An
-        :class:`ImageSource` is returned resized to ``image_size``.
+        ``"celeba:PATH"``, ``"folder:PATH"``, ``"synthetic:N"`` or
+        ``"h5:PATH[:DATASET]"``, optionally followed by ``?split=...``, ``?seed=...``
+        or ``?crop=...``. A bare folder path is read as CelebA when it holds
+        ``img_align_celeba/``, else as an image folder; a bare path to an existing
+        ``.h5``/``.hdf5`` file as ``h5:``. An :class:`ImageSource` is returned resized
+        to ``image_size``.
     image_size : int, (height, width) or "HxW", default=(96, 96)
         Size the images are decoded to (the model's input size).
     strict : bool, default=False
@@ -100,7 +110,8 @@ def open_source(
     InvalidParameterError
         A malformed spec, or an option the source kind does not take.
     DataSourceError
-        The folder does not exist or holds no images.
+        The folder or file does not exist or holds no images; an ``h5:`` dataset is
+        not a uint8 array (N, H, W, 3).
 
     Examples
     --------
@@ -114,15 +125,19 @@ def open_source(
     if isinstance(spec, os.PathLike):
         spec = os.fspath(spec)
     if not isinstance(spec, str) or not spec:
-        raise InvalidParameterError(f"open_source: spec must be 'celeba:PATH', 'folder:PATH' or 'synthetic:N'; got {spec!r}.")
+        raise InvalidParameterError(f"open_source: spec must be {_SPEC_FORMS}; got {spec!r}.")
     scheme, sep, rest = spec.partition(":")
     if not sep or scheme not in _SCHEMES:
-        if scheme in _SCHEMES or not Path(spec).is_dir():
+        bare = Path(spec)
+        if bare.is_file() and bare.suffix.lower() in _H5_SUFFIXES:
+            scheme, rest = "h5", spec
+        elif scheme in _SCHEMES or not bare.is_dir():
             raise InvalidParameterError(
-                f"open_source: spec must be 'celeba:PATH', 'folder:PATH' or 'synthetic:N' (or an existing folder); got {spec!r}."
+                f"open_source: spec must be {_SPEC_FORMS} (or an existing folder); got {spec!r}."
             )
-        scheme, rest = ("celeba" if (Path(spec) / "img_align_celeba").is_dir() else "folder"), spec
-    rest, query = _split_query(rest)
+        else:
+            scheme, rest = ("celeba" if (bare / "img_align_celeba").is_dir() else "folder"), spec
+    rest, query = split_query(rest)
     split = query.get("split", split)
     crop = query.get("crop", crop)
     if "seed" in query:
@@ -142,7 +157,13 @@ def open_source(
             raise InvalidParameterError(f"open_source: synthetic:N needs an integer N >= 1; got {spec!r}.") from None
         return SyntheticFaces(n, image_size=size, seed=seed)
     if not rest:
-        raise InvalidParameterError(f"open_source: {scheme}:PATH needs a folder path; got {spec!r}.")
+        what = "an HDF5 file path" if scheme == "h5" else "a folder path"
+        raise InvalidParameterError(f"open_source: {scheme}:PATH needs {what}; got {spec!r}.")
+    if scheme == "h5":
+        if crop is not None:
+            raise InvalidParameterError(f"open_source: crop does not apply to h5: sources; got crop={crop!r}.")
+        path, dataset = split_h5_spec(rest)
+        return H5Source(path, dataset, image_size=size, strict=strict)
     if scheme == "celeba":
         return CelebASource(rest, image_size=size, split=split, crop="square" if crop is None else crop, strict=strict)
     return FolderSource(rest, image_size=size, crop="center" if crop is None else crop, strict=strict)

@@ -18,12 +18,53 @@ import numpy as np
 
 from ..exceptions import DataSourceError, InvalidParameterError
 
-__all__ = ["ImageBatch", "ImageSource", "DecodedRange", "decode_each", "check_image_size", "default_workers"]
+__all__ = ["ImageBatch", "ImageSource", "DecodedRange", "decode_each", "check_image_size", "default_workers",
+           "split_query", "WORKERS_ENV"]
+
+
+#: Environment variable that sets the decoder threads used when ``workers=None``.
+WORKERS_ENV = "LATENTSCOPE_WORKERS"
+#: Options a spec may carry after ``?``.
+QUERY_KEYS = ("seed", "split", "crop")
 
 
 def default_workers() -> int:
-    """Decoder threads used when ``workers=None``: the CPU count, at most 8."""
-    return max(1, min(8, os.cpu_count() or 1))
+    """Decoder threads used when ``workers=None``.
+
+    ``LATENTSCOPE_WORKERS`` when set (an integer >= 1), else the number of cores this
+    process may run on (``os.sched_getaffinity``, which honours ``taskset``, cgroup
+    cpusets and batch-queue allocations; ``os.cpu_count()`` where it is missing).
+
+    Raises
+    ------
+    InvalidParameterError
+        ``LATENTSCOPE_WORKERS`` is not an integer >= 1.
+    """
+    text = os.environ.get(WORKERS_ENV, "").strip()
+    if text:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise InvalidParameterError(f"{WORKERS_ENV} must be an integer >= 1; got {text!r}.")
+        return value
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def split_query(rest: str) -> tuple[str, dict[str, str]]:
+    """Split ``path?key=value&...`` into the path and its options, when every key is
+    one of :data:`QUERY_KEYS` (else the whole text is the path)."""
+    if "?" not in rest:
+        return rest, {}
+    head, _, query = rest.rpartition("?")
+    pairs = [p.partition("=") for p in query.split("&") if p]
+    if pairs and all(sep and key in QUERY_KEYS for key, sep, _ in pairs):
+        return head, {key: value for key, _, value in pairs}
+    return rest, {}
 
 
 def check_image_size(image_size: Any, *, owner: str = "") -> tuple[int, int]:
@@ -133,6 +174,9 @@ class ImageSource:
     #: Items per worker task (file sources decode one file at a time, so small chunks
     #: balance the threads; the synthetic source renders chunks vectorised).
     _chunk_items: int = 16
+    #: Whether a batch is split over the worker threads; sources that only copy
+    #: memory (HDF5 reads are serialised by h5py anyway) read a batch in one task.
+    _split_batches: bool = True
 
     # -- to implement --------------------------------------------------------------------
     def __len__(self) -> int:  # pragma: no cover - abstract
@@ -227,8 +271,8 @@ class ImageSource:
         start, stop : int
             The range of source indices to read; ``stop=None`` reads to the end.
         workers : int or None, default=None
-            Decoder threads (``None``: the CPU count, at most 8; ``0``: decode in the
-            calling thread, without prefetch).
+            Decoder threads (``None``: :func:`default_workers`, the cores this process
+            may use; ``0``: decode in the calling thread, without prefetch).
         prefetch : int, default=2
             Batches decoded ahead of the one being consumed.
 
@@ -280,7 +324,7 @@ class ImageSource:
             if nxt is None:
                 return
             lo, hi = nxt
-            step = max(1, min(self._chunk_items, -(-(hi - lo) // workers)))
+            step = max(1, min(self._chunk_items, -(-(hi - lo) // workers))) if self._split_batches else hi - lo
             futures = [pool.submit(self._decode_range, a, min(a + step, hi)) for a in range(lo, hi, step)]
             pending.append((lo, hi, futures))
 

@@ -54,6 +54,9 @@ class KerasAEBackend:
         (height, width, 3).
     config : AEConfig
     info : dict
+    model_dir : Path or None
+        The directory the model was loaded from or trained into (None for a model
+        built in memory); its training image cache is found from there.
 
     Examples
     --------
@@ -70,6 +73,7 @@ class KerasAEBackend:
         self.decoder = decoder
         self.config = config
         self.info = dict(info or {})
+        self.model_dir: Path | None = None
         self._runners: dict[str, BatchRunner] = {}
         self._fingerprint: str | None = None
         enc_in = tuple(encoder.input_shape[1:])
@@ -211,7 +215,9 @@ class KerasAEBackend:
         encoder = load_keras_file(model_dir / files.get("encoder", ENCODER_NAME))
         decoder = load_keras_file(model_dir / files.get("decoder", DECODER_NAME))
         info = {k: v for k, v in data.items() if k not in ("config", "files", "format", "format_version")}
-        return cls(encoder, decoder, config, info=info)
+        model = cls(encoder, decoder, config, info=info)
+        model.model_dir = model_dir
+        return model
 
     def save(self, path: str | Path) -> None:
         """Write ``encoder.keras``, ``decoder.keras`` and ``config.json`` into the
@@ -239,6 +245,22 @@ class KerasAEBackend:
             "keras_backend": keras.backend.backend(),
         }
         write_json_atomic(model_dir / CONFIG_NAME, data)
+
+    def image_cache(self) -> Any:
+        """The uint8 image cache the training wrote, as a :class:`latentscope.data.ImageCacheInfo`.
+
+        ``MODEL/image_cache.h5`` by default (or the ``cache=`` path training was given,
+        recorded in ``config.json`` as ``image_cache``); None when the model has no
+        directory, was trained without a cache file, or the file is gone. ``latentscope
+        encode --from-cache`` reads the items it holds instead of decoding them.
+        """
+        from ._cache import cache_info
+        from ._train import CACHE_NAME
+
+        if self.model_dir is None:
+            return None
+        name = Path(str(self.info.get("image_cache", CACHE_NAME)))
+        return cache_info(name if name.is_absolute() else self.model_dir / name)
 
     # ------------------------------------------------------------ identity
     def fingerprint(self) -> str:

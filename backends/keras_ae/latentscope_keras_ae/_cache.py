@@ -13,7 +13,7 @@ import numpy as np
 
 from latentscope.exceptions import BackendError, DataSourceError
 
-__all__ = ["ImageCache", "build_cache", "EpochPlan", "BatchReader", "array_images"]
+__all__ = ["ImageCache", "build_cache", "cache_info", "EpochPlan", "BatchReader", "array_images"]
 
 CACHE_FORMAT = "latentscope-keras-ae-image-cache"
 CACHE_VERSION = 1
@@ -87,6 +87,30 @@ def array_images(images: Any) -> ImageCache:
     if arr.shape[0] == 0:
         raise DataSourceError(f"{_OWNER}: the image source is empty.")
     return ImageCache(np.ascontiguousarray(arr))
+
+
+def cache_info(path: str | os.PathLike) -> Any:
+    """What an image cache file holds, as a :class:`latentscope.data.ImageCacheInfo`
+    (None when ``path`` is missing or is no keras-ae image cache).
+
+    The cache is readable as the core's ``h5:`` source: ``images`` (N, h, w, 3) uint8
+    and ``ids`` at the root, one row per readable item of the source named by the
+    ``spec`` attribute, in source order; unreadable items have no row, so rows are
+    matched to items by id (``latentscope encode --from-cache``).
+    """
+    from latentscope.data import ImageCacheInfo
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != CACHE_FORMAT or "images" not in f or "ids" not in f:
+                return None
+            spec = f.attrs.get("spec", "")
+    except OSError:
+        return None
+    return ImageCacheInfo(path=path, source=spec.decode() if isinstance(spec, bytes) else str(spec), dataset="images")
 
 
 def _cache_matches(f: h5py.File, spec: str, image_shape: tuple[int, ...], n: int) -> str | None:

@@ -306,13 +306,13 @@ def train(
         val = images.read(n_train, n) if n_val else None
         grid_src = val[:GRID_N] if n_val else images.read(0, min(GRID_N, n_train))
         return _fit(cls, cfg, out, images, val, grid_src, n_train, spec, preset, seed, state, report, bars,
-                    checkpoint_every, max_steps, val_fraction)
+                    checkpoint_every, max_steps, val_fraction, cache_file=images.path)
     finally:
         images.close()
 
 
 def _fit(cls, cfg, out, images, val, grid_src, n_train, spec, preset, seed, state, report, bars, checkpoint_every,
-         max_steps, val_fraction):
+         max_steps, val_fraction, cache_file=None):
     import keras
     from tqdm.auto import tqdm
 
@@ -339,12 +339,19 @@ def _fit(cls, cfg, out, images, val, grid_src, n_train, spec, preset, seed, stat
         keras.utils.set_random_seed(seed + 7919 * epoch0 + step0)
 
     model = cls(encoder, decoder, cfg)
+    model.model_dir = out
+    # where the training images were cached (read back by `latentscope encode --from-cache`)
+    cache_entry = {}
+    if cache_file is not None:
+        cache_path = Path(cache_file).resolve()
+        inside = cache_path.parent == out.resolve()
+        cache_entry = {"image_cache": cache_path.name if inside else cache_path.as_posix()}
 
     def info(epochs_done: int) -> dict[str, Any]:
         last = history[-1] if history else {}
         return {"preset": preset, "seed": seed, "source": spec, "n_train": n_train, "n_val": n_val,
                 "epochs_done": epochs_done, "complete": epochs_done >= cfg.epochs,
-                "loss": last.get("loss"), "val_loss": last.get("val_loss")}
+                "loss": last.get("loss"), "val_loss": last.get("val_loss"), **cache_entry}
 
     def checkpoint(epoch: int, step: int, part: dict) -> None:
         name = f"autoencoder_e{epoch:04d}_s{step:07d}.keras"

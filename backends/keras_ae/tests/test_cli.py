@@ -77,7 +77,7 @@ def test_cli_train_small_preset_then_encode(tmp_path):
 def test_cli_encode_killed_and_resumed_equals_uninterrupted(tiny_model, tiny_model_dir, tmp_path):
     n = 2000
     cmd = ["encode", "--backend", "keras-ae", "--model", tiny_model_dir, "--data", f"synthetic:{n}", "--out",
-           tmp_path / "part.h5", "--batch-size", "20", "--no-progress"]
+           tmp_path / "part.h5", "--batch-size", "20", "--commit-rows", "20", "--no-progress"]
     part = tmp_path / "part.h5"
     proc = subprocess.Popen([sys.executable, "-m", "latentscope", *map(str, cmd)], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
