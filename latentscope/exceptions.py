@@ -14,6 +14,7 @@ __all__ = [
     "StoreError",
     "StoreFormatError",
     "StoreReadOnlyError",
+    "StoreFormatWarning",
     "NonFiniteError",
     "DataSourceError",
     "BackendError",
@@ -44,6 +45,10 @@ class StoreFormatError(StoreError, ValueError):
 
 class StoreReadOnlyError(StoreError, PermissionError):
     """A write was attempted on a store opened read-only."""
+
+
+class StoreFormatWarning(UserWarning):
+    """A store can be read but not fully verified (format version 1 has no checksums)."""
 
 
 class NonFiniteError(LatentscopeError, ValueError):

@@ -30,6 +30,7 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
 
 @settings(max_examples=8, deadline=None)
 @example(n=0, z_dim=1, ids_kind="none", with_columns=True, batch_rows=1, seed=0)  # empty, yet columns survive
+@example(n=0, z_dim=1, ids_kind="str", with_columns=False, batch_rows=1, seed=0)  # empty ids: float64 in, int64 out
 @given(
     n=st.integers(0, 50),
     z_dim=st.integers(1, 6),
@@ -60,7 +61,8 @@ def test_cli_import_export_round_trip(n, z_dim, ids_kind, with_columns, batch_ro
             for key, want in arrays.items():
                 assert got[key].shape == want.shape
                 np.testing.assert_array_equal(got[key], want)
-                assert got[key].dtype.kind == want.dtype.kind
+                if n or key != "ids":  # an empty batch says nothing about the kind of ids: int64
+                    assert got[key].dtype.kind == want.dtype.kind
             if ids_kind == "none":
                 np.testing.assert_array_equal(got["ids"], np.arange(n))
         again, out2 = Path(tmp) / "z2.h5", Path(tmp) / "out2.npz"
@@ -218,7 +220,7 @@ def test_cli_usage_errors_exit_2(tmp_path, capsys):
                  ["info", tmp_path / "z.h5", "--bogus"], ["import", "x.npy", "--out", "y.h5", "--batch-rows", "0"]):
         code, _, err = _run(capsys, *argv)
         assert code == 2, argv
-        assert "Usage" in err
+        assert err.startswith("error: ") and err.count("\n") == 1, err
 
 
 def test_cli_progress_goes_to_stderr_and_can_be_hidden(tmp_path, capsys, monkeypatch):

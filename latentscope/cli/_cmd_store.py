@@ -1,4 +1,4 @@
-"""``latentscope import``, ``export`` and ``info``: move z-points in and out of stores."""
+"""``latentscope import``, ``export``, ``info`` and ``check``: move z-points in and out of stores."""
 
 from __future__ import annotations
 
@@ -113,8 +113,41 @@ def info_cmd(
         typer.echo(f"{key:<{width}}  {value}")
 
 
+def check_cmd(
+    store: Annotated[Path, typer.Argument(metavar="STORE", help="The store to verify.")],
+    salvage: Annotated[Optional[Path], typer.Option(
+        "--salvage", metavar="OUT", help="Copy the rows that verify (with ids and columns) into a new store OUT.")] = None,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Verify a store: read every chunk, check checksums, commit record and extents (exit 1 if damaged)."""
+    from ..store import check_store, salvage_store
+
+    with progress_bar(None, "check", no_progress=no_progress, unit="B") as bar:
+        report = check_store(store, progress=progress_callback(bar))
+    for note in report.notes:
+        typer.echo(f"note: {note}")
+    if report.ok:
+        how = "checksums verified" if report.verified else "structure checked (no checksums)"
+        typer.echo(f"OK: {store}: {report.n_rows:,} rows x z_dim {report.z_dim}, format {report.format_version}, {how}")
+    else:
+        shown = report.problems[:20]
+        for line in shown:
+            typer.echo(f"damaged: {line}")
+        if len(report.problems) > len(shown):
+            typer.echo(f"damaged: ... and {len(report.problems) - len(shown)} more problems")
+        if report.good is not None:
+            typer.echo(f"damaged: {store}: {report.n_good:,} of {report.n_rows:,} committed rows verify")
+    if salvage is not None:
+        stats = salvage_store(store, salvage, overwrite=overwrite, report=report)
+        typer.echo(f"salvaged {stats['rows']:,} rows to {salvage} (left out {stats['dropped']:,})")
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
 def register(app: typer.Typer) -> None:
     """Add the store commands to the ``latentscope`` app."""
     app.command("import", help=import_cmd.__doc__)(import_cmd)
     app.command("export", help=export_cmd.__doc__)(export_cmd)
     app.command("info", help=info_cmd.__doc__)(info_cmd)
+    app.command("check", help=check_cmd.__doc__)(check_cmd)

@@ -8,8 +8,10 @@ import numpy as np
 
 FORMAT_NAME = "latentscope.zstore"
 #: Version of the store format that this library writes (see docs/store-format.md).
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
+#: Oldest format version whose stores carry checksums (``/checksums``).
+CHECKSUM_VERSION = 2
 
 Z_DATASET = "z"
 IDS_DATASET = "ids"
@@ -18,6 +20,11 @@ ID_STRINGS_DATASET = "id_strings"
 COLUMNS_GROUP = "columns"
 #: Group holding replaced or deleted columns (unlinked, never freed: see docs/store-format.md).
 TRASH_GROUP = "_trash"
+#: Group of the segment checksum records of every row-wise dataset (format 2; see _integrity.py):
+#: ``/checksums/<dataset path>``, uint64 (k, 5) records.
+CHECKSUMS_GROUP = "checksums"
+#: Records per chunk of a checksum dataset.
+CHECKSUM_CHUNK = 256
 #: Attribute marking a uint8 byte matrix (last axis = bytes) as UTF-8 strings.
 ENCODING_ATTR = "encoding"
 

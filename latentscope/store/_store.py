@@ -19,6 +19,7 @@ import os
 import threading
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -32,10 +33,19 @@ from ..exceptions import (
     NonFiniteError,
     StoreError,
     StoreFormatError,
+    StoreFormatWarning,
     StoreReadOnlyError,
 )
 from . import _format as F
-from ._recovery import WriterLock, clear_status_flags, read_superblock, writer_alive
+from . import _integrity as I
+from ._recovery import (
+    CleanSuperblockView,
+    WriterLock,
+    clear_status_flags,
+    open_swmr_reader,
+    read_superblock,
+    writer_alive,
+)
 
 __all__ = ["ZStore", "Block", "open_store", "create_store"]
 
@@ -144,22 +154,38 @@ class _OpenFile:
     dataset corrupts HDF5's metadata cache); each reader keeps its own snapshot.
     """
 
-    def __init__(self, h5: h5py.File, key: tuple[int, int] | None = None) -> None:
+    def __init__(self, h5: h5py.File, key: tuple[int, int] | None = None,
+                 view: CleanSuperblockView | None = None) -> None:
         self.h5 = h5
+        self.view = view  # the file object h5 reads through, when the file needed one
         self.handles: dict[str, h5py.Dataset] = {}
         self.text: dict[str, bool] = {}
         self.key = key
         self.refs = 1
         self.seq: int | None = None  # commit the handles were refreshed to
         self.gen: int | None = None  # layout generation when the file was opened
+        self.segments: dict[tuple, I.Segments] = {}  # checksum chains by (path, seq, gen)
+        self.extents: tuple[int, int] | None = None  # (gen, n) whose chunks were found complete
 
     @property
     def shares_writer(self) -> bool:
         """Whether an in-process writer holds the same HDF5 file (its state is then always current)."""
         return bool(self.h5.id.get_intent() & h5py.h5f.ACC_RDWR)
 
-    def reset(self, h5: h5py.File) -> None:
-        self.h5, self.handles, self.text, self.seq, self.gen = h5, {}, {}, None, None
+    def reset(self, h5: h5py.File, view: CleanSuperblockView | None) -> None:
+        self.close_h5()
+        self.h5, self.view, self.handles, self.text, self.seq, self.gen = h5, view, {}, {}, None, None
+        self.segments, self.extents = {}, None
+
+    def close_h5(self) -> None:
+        self.handles.clear()
+        try:
+            if self.h5.id.valid:
+                self.h5.close()
+        finally:
+            if self.view is not None:
+                self.view.close()
+                self.view = None
 
 
 _READERS: dict[tuple[int, int], _OpenFile] = {}
@@ -225,10 +251,14 @@ class ZStore:
         ``mode="a"`` on a file without write permission.
     """
 
-    def __init__(self, path: str | os.PathLike, mode: str = "r") -> None:
+    def __init__(self, path: str | os.PathLike, mode: str = "r", *, _lenient: bool = False) -> None:
         self._file: _OpenFile | None = None
         self._fd: int | None = None
         self._lock: WriterLock | None = None
+        self._checksums = False
+        self._lenient = bool(_lenient)  # latentscope check --salvage: open damaged files, check nothing
+        self._slots: dict[str, int] = {}  # writer: committed checksum records per dataset
+        self._pending_slots: dict[str, int] = {}
         self.recovered = False
         if mode not in ("r", "a"):
             raise InvalidParameterError(f"ZStore: mode must be 'r' or 'a'; got {mode!r}.")
@@ -249,8 +279,10 @@ class ZStore:
                 self._open_writer()
             else:
                 self._open_reader()
-        except BaseException:
+        except BaseException as exc:
             self.close()
+            if isinstance(exc, (OSError, KeyError, ValueError, RuntimeError)) and not isinstance(exc, StoreError):
+                raise StoreFormatError(f"{self.path}: damaged store: cannot open it ({_one_line(exc)}).") from exc
             raise
 
     # -- opening --------------------------------------------------------------------------
@@ -265,6 +297,7 @@ class ZStore:
         self._lock = WriterLock(self._fd)
         if not self._lock.acquire():
             raise StoreError(f"{self.path}: another process (or another open store) is writing to this store.")
+        eof = self._precheck_superblock(self._fd)
         try:
             self.recovered = clear_status_flags(self._fd, self.path)
         except ValueError as exc:
@@ -285,63 +318,94 @@ class ZStore:
             raise StoreError(f"{self.path}: cannot open the store for writing ({_one_line(exc)}).") from exc
         self._check_format()
         self._load_state()
+        self._verify_extents(eof)  # committed chunks inside the file as it was before the repair
+        if self._checksums:
+            self._slots = {path: len(self._segments(path)) for path in self._rowwise_paths()}
         self._h5.flush()
         self._h5.swmr_mode = True
+
+    def _precheck_superblock(self, fd: int) -> int:
+        """Parse the superblock; refuse a cleanly closed file shorter than its allocation.
+
+        Returns the size of the file. A file whose writer is alive or was killed may be
+        shorter than its allocation (the tail holds uncommitted rows); a closed file
+        never is, so it was truncated (an incomplete copy, a full disk).
+        """
+        eof = os.fstat(fd).st_size
+        try:
+            sb = read_superblock(fd)
+        except ValueError as exc:
+            raise StoreFormatError(f"{self.path}: damaged HDF5 superblock ({exc}).") from exc
+        if sb is not None and not sb.status_flags and eof < sb.base_address + sb.eoa and not self._lenient:
+            raise StoreFormatError(
+                f"{self.path}: the file is truncated: {eof:,} bytes, but HDF5 allocated "
+                f"{sb.base_address + sb.eoa:,} (an incomplete copy?); 'latentscope check --salvage' keeps the rows left."
+            )
+        return eof
 
     def _open_reader(self) -> None:
         st = self.path.stat()
         key = (st.st_dev, st.st_ino)
         with _READERS_LOCK:
             shared = _READERS.get(key)
-            if shared is not None and shared.h5.id.valid:
+            if shared is not None and shared.h5.id.valid and not self._lenient:
                 shared.refs += 1
                 self._file = shared
             else:
-                self._file = _READERS[key] = _OpenFile(self._open_h5_reader(), key)
+                h5, view = self._open_h5_reader()
+                self._file = _OpenFile(h5, None if self._lenient else key, view)
+                if not self._lenient:
+                    _READERS[key] = self._file
             self._check_format()
             self._sync()
 
-    def _open_h5_reader(self) -> h5py.File:
+    def _open_h5_reader(self) -> tuple[h5py.File, CleanSuperblockView | None]:
+        """Open the file for reading without changing it; bounded in time.
+
+        Returns the HDF5 file and, for a file left by a writer that died before it
+        entered SWMR mode, the read-only view it reads through.
+        """
+        fd = os.open(self.path, os.O_RDONLY | _O_BINARY)
+        try:
+            self._precheck_superblock(fd)
+        finally:
+            os.close(fd)
         deadline = time.monotonic() + _READER_WAIT_S
         while True:
             try:
-                return h5py.File(self.path, "r", libver=_LIBVER, swmr=True, locking=False, rdcc_nbytes=0)
+                return open_swmr_reader(self.path), None
             except OSError as exc:
                 if "not already open for SWMR writing" not in str(exc):
-                    raise StoreError(f"{self.path}: cannot open the store ({_one_line(exc)}).") from exc
+                    raise StoreFormatError(f"{self.path}: damaged store: cannot open it ({_one_line(exc)}).") from exc
             # The superblock says "open for (non-SWMR) write": a live writer is busy (wait
-            # for it), or a writer died before it switched to SWMR mode (repair).
+            # for it, at most _READER_WAIT_S), or a writer died before it switched to SWMR
+            # mode: read through a view whose superblock flags read as cleared (the file
+            # itself is not changed; the next writer repairs it).
             if writer_alive(self.path):
                 if time.monotonic() > deadline:
                     raise StoreError(f"{self.path}: another process has held the file open for writing for "
                                      f"{_READER_WAIT_S:.0f} s; try again later.")
                 time.sleep(0.05)
                 continue
-            self._repair_for_reading()
-
-    def _repair_for_reading(self) -> None:
-        try:
-            fd = os.open(self.path, os.O_RDWR | _O_BINARY)
-        except OSError as exc:
-            raise StoreError(
-                f"{self.path}: a writer stopped while holding this store; open it once for appending "
-                "(mode='a') as a user who may write to it, to repair it."
-            ) from exc
-        lock = WriterLock(fd)
-        try:
-            if lock.acquire():
-                self.recovered = clear_status_flags(fd, self.path)
-        except ValueError as exc:
-            raise StoreFormatError(f"{self.path}: damaged HDF5 superblock ({exc}).") from exc
-        finally:
-            lock.release()
-            os.close(fd)
+            try:
+                view = CleanSuperblockView(self.path)
+            except ValueError as exc:
+                raise StoreFormatError(f"{self.path}: damaged HDF5 superblock ({exc}).") from exc
+            try:
+                return h5py.File(view, "r", locking=False, rdcc_nbytes=0), view
+            except BaseException as exc:
+                view.close()
+                if isinstance(exc, OSError):
+                    raise StoreFormatError(f"{self.path}: damaged store: cannot open it ({_one_line(exc)}).") from exc
+                raise
 
     def _check_format(self) -> None:
         attrs = self._h5.attrs
         try:
             fmt = _attr_value(attrs.get("format"))
-        except (OSError, ValueError, TypeError):
+        except OSError as exc:
+            raise StoreFormatError(f"{self.path}: damaged store: cannot read its attributes ({_one_line(exc)}).") from exc
+        except (ValueError, TypeError):
             fmt = None
         if fmt != F.FORMAT_NAME or F.Z_DATASET not in self._h5:
             raise StoreFormatError(f"{self.path}: an HDF5 file, but not a latentscope z-point store.")
@@ -356,6 +420,16 @@ class ZStore:
             )
         if F.COMMIT_DATASET not in self._h5 or F.IDS_DATASET not in self._h5:
             raise StoreFormatError(f"{self.path}: damaged store (missing {F.COMMIT_DATASET!r} or {F.IDS_DATASET!r}).")
+        self.format_version = version
+        self._checksums = version >= F.CHECKSUM_VERSION
+        if self._checksums and F.CHECKSUMS_GROUP not in self._h5:
+            raise StoreFormatError(f"{self.path}: damaged store (format {version} without {F.CHECKSUMS_GROUP!r}).")
+        if not self._checksums:
+            warnings.warn(
+                f"{self.path}: store format version {version} has no checksums, so damaged data cannot be detected; "
+                "convert it with: latentscope import OLD.h5 --out NEW.h5",
+                StoreFormatWarning, stacklevel=4,
+            )
 
     def _load_state(self) -> None:
         self.z_dim = int(self._h5.attrs["z_dim"])
@@ -376,8 +450,7 @@ class ZStore:
         if shared.gen is None:
             shared.gen, shared.seq = self._gen, self._seq
         elif self._gen != shared.gen:  # datasets were added or replaced: reopen the file
-            shared.h5.close()
-            shared.reset(self._open_h5_reader())
+            shared.reset(*self._open_h5_reader())
             self._load_state()
             shared.gen, shared.seq = self._gen, self._seq
         elif self._seq > shared.seq:
@@ -385,6 +458,63 @@ class ZStore:
                 if name != F.COMMIT_DATASET:
                     ds.refresh()
             shared.seq = self._seq
+        done = shared.extents
+        if done is None or done[0] != self._gen or done[1] < self._n:
+            self._verify_extents()
+            shared.extents = (self._gen, self._n)
+
+    # -- integrity ------------------------------------------------------------------------
+    def _rowwise_paths(self) -> list[str]:
+        """Every row-wise dataset: z, ids, id_strings (when present) and the columns."""
+        paths = [F.Z_DATASET, F.IDS_DATASET]
+        if self._has(F.ID_STRINGS_DATASET):
+            paths.append(F.ID_STRINGS_DATASET)
+        return paths + [self._column_path(name) for name in self.column_names]
+
+    def _verify_extents(self, eof: int | None = None) -> None:
+        """Refuse a store whose committed rows lie in chunks that are missing or past the end
+        of the file (reads would return fill values or zeros for them)."""
+        if self._lenient:
+            return
+        eof = self.path.stat().st_size if eof is None else eof
+        for path in self._rowwise_paths():
+            problems = I.chunk_problems(self._ds(path), self._n, self._text_ds(path), eof)
+            if problems:
+                lo, hi, what = problems[0]
+                more = f" (and {len(problems) - 1} more chunks)" if len(problems) > 1 else ""
+                raise StoreFormatError(
+                    f"{self.path}: damaged store: rows {lo}..{hi} of {path!r} are {what}{more} "
+                    f"({eof:,} bytes; an incomplete copy?); 'latentscope check --salvage' keeps the rows left."
+                )
+        if self._has(F.PROVENANCE_DATASET):
+            ds = self._ds(F.PROVENANCE_DATASET)
+            if any(what != "missing" for _, _, what in I.chunk_problems(ds, ds.shape[0], False, eof)):
+                raise StoreFormatError(f"{self.path}: damaged store: the provenance record lies beyond the end "
+                                       f"of the file ({eof:,} bytes; an incomplete copy?).")
+
+    def _segments(self, path: str) -> I.Segments | None:
+        """The committed checksum chain of a row-wise dataset (None for format 1)."""
+        if not self._checksums:
+            return None
+        key = (path, self._seq, self._gen, self._n)
+        cache = self._file.segments
+        segs = cache.get(key)
+        if segs is None:
+            table = f"{F.CHECKSUMS_GROUP}/{path}"
+            if not self._has(table):
+                raise StoreFormatError(f"{self.path}: damaged store (no checksums of {path!r}).")
+            try:
+                recs = self._ds(table)[...]
+            except OSError as exc:
+                raise StoreFormatError(f"{self.path}: damaged store: cannot read the checksums of {path!r} "
+                                       f"({_one_line(exc)}).") from exc
+            segs = I.parse_segments(recs, self._n, self.chunk_rows)
+            if isinstance(segs, str):
+                raise StoreFormatError(f"{self.path}: damaged store: {path!r} has {segs}.")
+            if len(cache) > 256:
+                cache.clear()
+            cache[key] = segs
+        return segs
 
     # -- handles --------------------------------------------------------------------------
     @property
@@ -526,6 +656,7 @@ class ZStore:
             "rows": self.n_rows,
             "z_dim": self.z_dim,
             "format_version": int(self._h5.attrs["format_version"]),
+            "checksums": self._checksums,
             "ids": self.ids_kind,
             "columns": {
                 name: {"dtype": "str" if dt.kind == "U" else dt.name, "shape": list(shape)}
@@ -558,9 +689,7 @@ class ZStore:
                     if file.refs <= 0:
                         if file.key is not None and _READERS.get(file.key) is file:
                             del _READERS[file.key]
-                        file.handles.clear()
-                        if file.h5.id.valid:
-                            file.h5.close()
+                        file.close_h5()
         finally:
             if self._lock is not None:
                 self._lock.release()
@@ -599,6 +728,7 @@ class ZStore:
         self._ds(F.COMMIT_DATASET)[seq % 2] = F.pack_commit(seq, n_committed, now, self._skipped + skipped, gen)
         self._h5.flush()
         self._seq, self._n, self._updated_ns, self._skipped, self._gen = seq, n_committed, now, self._skipped + skipped, gen
+        self._slots = dict(self._pending_slots)
 
     def set_provenance(self, **values: Any) -> None:
         """Set provenance values (anything JSON can hold; other objects are stored as str).
@@ -703,6 +833,7 @@ class ZStore:
             The store is open read-only.
         """
         self._require_writable()
+        self._pending_slots = dict(self._slots)
         if on_nonfinite not in ("raise", "skip"):
             raise InvalidParameterError(f"append: on_nonfinite must be 'raise' or 'skip'; got {on_nonfinite!r}.")
         z = np.asarray(z)
@@ -780,6 +911,18 @@ class ZStore:
         elif values.dtype != ds.dtype or not values.flags.c_contiguous:
             values = np.ascontiguousarray(values, dtype=ds.dtype)
         ds.write_direct(values, dest_sel=np.s_[start:stop])
+        if self._checksums and stop > start:
+            self._write_checksums(path, values, start, stop)
+
+    def _write_checksums(self, path: str, values: np.ndarray, start: int, stop: int) -> None:
+        """Record the checksums of rows ``start:stop`` (as stored) after the dataset's committed ones."""
+        recs = I.checksum_rows(values, start, stop, self.chunk_rows, self._text_ds(path))
+        slot = 0 if start == 0 else self._pending_slots.get(path, 0)
+        table = self._ds(f"{F.CHECKSUMS_GROUP}/{path}")
+        if table.shape[0] < slot + len(recs):
+            table.resize(max(slot + len(recs), 2 * table.shape[0]), axis=0)
+        table.write_direct(recs, dest_sel=np.s_[slot : slot + len(recs)])
+        self._pending_slots[path] = slot + len(recs)
 
     def _create_rowwise(self, path: str, values: np.ndarray, n: int) -> h5py.Dataset:
         """Create a row-chunked, growable dataset of ``n`` rows shaped like ``values``' rows."""
@@ -799,6 +942,9 @@ class ZStore:
             )
         self._handles[path] = ds
         self._text[path] = values.dtype.kind == "S"
+        if self._checksums:
+            _create_checksum_table(self._h5, path)
+            self._pending_slots[path] = 0
         return ds
 
     def _ensure_layout(self, str_ids: np.ndarray | None, cols: dict[str, np.ndarray], start: int) -> bool:
@@ -864,6 +1010,7 @@ class ZStore:
                 f"write_column: {name!r} must have {self._n} rows (one per z-point); got shape {values.shape}."
             )
         values = _column_array(values, name, "write_column")
+        self._pending_slots = dict(self._slots)
         path = self._column_path(name)
         exists = name in self.column_names
         if exists and not overwrite:
@@ -907,7 +1054,14 @@ class ZStore:
         self._handles.pop(path, None)
         self._text.pop(path, None)
         trash = self._h5.require_group(F.TRASH_GROUP)
-        self._h5.move(path, f"{F.TRASH_GROUP}/{path.replace('/', '.')}.{uuid.uuid4().hex[:12]}")
+        tag = uuid.uuid4().hex[:12]
+        self._h5.move(path, f"{F.TRASH_GROUP}/{path.replace('/', '.')}.{tag}")
+        table = f"{F.CHECKSUMS_GROUP}/{path}"
+        if self._checksums and table in self._h5:
+            self._handles.pop(table, None)
+            self._h5.move(table, f"{F.TRASH_GROUP}/{table.replace('/', '.')}.{tag}")
+        self._pending_slots.pop(path, None)
+        self._slots.pop(path, None)
         del trash
 
     # -- reading --------------------------------------------------------------------------
@@ -930,7 +1084,26 @@ class ZStore:
         return F.ID_STRINGS_DATASET if self._has(F.ID_STRINGS_DATASET) else F.IDS_DATASET
 
     def _read(self, path: str, lo: int, hi: int) -> np.ndarray:
-        return _read_rows(self._ds(path), lo, hi, self._text_ds(path))
+        """Rows ``lo:hi`` of a row-wise dataset, verified against their checksums (format 2)."""
+        ds, text = self._ds(path), self._text_ds(path)
+        segs = self._segments(path)
+        a, b = (lo, hi) if segs is None else segs.span(lo, hi)
+        try:
+            raw = _read_raw(ds, a, b)
+        except (OSError, RuntimeError) as exc:
+            raise StoreFormatError(f"{self.path}: damaged store: cannot read rows {a}..{b} of {path!r} "
+                                   f"({_one_line(exc)}).") from exc
+        if segs is not None and b > a:
+            bad = segs.bad_rows(raw, a, b)
+            if bad:
+                more = f" (and {len(bad) - 1} more ranges)" if len(bad) > 1 else ""
+                raise StoreFormatError(
+                    f"{self.path}: damaged data: rows {bad[0][0]}..{bad[0][1]} of {path!r} do not match their "
+                    f"checksum{more}; 'latentscope check --salvage OUT' keeps the rows that verify."
+                )
+        if (a, b) != (lo, hi):
+            raw = raw[lo - a : hi - a]
+        return _decode_raw(raw, text)
 
     def iter_blocks(
         self,
@@ -978,8 +1151,7 @@ class ZStore:
         while lo < stop:
             self._require_open()
             hi = min(stop, (lo // step + 1) * step)
-            buf = np.empty((hi - lo, self.z_dim), dtype=np.float32)
-            self._z.read_direct(buf, source_sel=np.s_[lo:hi])
+            buf = self._read(F.Z_DATASET, lo, hi)
             cols = {name: self._read(path, lo, hi) for name, path in col_paths.items()}
             id_arr = self._read(ids_path, lo, hi) if ids_path is not None else None
             yield Block(lo, buf, cols, id_arr)
@@ -1092,16 +1264,16 @@ class ZStore:
         if chunks is not None and (isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks < 1):
             raise InvalidParameterError(f"to_dask: chunks must be a positive integer; got {chunks!r}.")
         rows = int(chunks) if chunks else self.block_rows()
-        view = _CommittedView(self._z, self._n)
+        view = _CommittedView(self, self._n)
         return da.from_array(view, chunks=(rows, self.z_dim), name=f"zstore-{uuid.uuid4().hex}", asarray=True)
 
 
 class _CommittedView:
     """The committed rows of a z dataset, as an array-like for dask."""
 
-    def __init__(self, ds: h5py.Dataset, n: int) -> None:
-        self._ds = ds
-        self.shape = (int(n), int(ds.shape[1]))
+    def __init__(self, store: ZStore, n: int) -> None:
+        self._store = store
+        self.shape = (int(n), int(store.z_dim))
         self.dtype = np.dtype(np.float32)
         self.ndim = 2
 
@@ -1111,21 +1283,34 @@ class _CommittedView:
         rows, rest = key[0], key[1:]
         if isinstance(rows, slice) and rows.indices(self.shape[0])[2] == 1:
             lo, hi, _ = rows.indices(self.shape[0])
-            out = _read_rows(self._ds, lo, max(lo, hi), False)
+            out = self._store._read(F.Z_DATASET, lo, max(lo, hi))
         else:
-            out = _read_rows(self._ds, 0, self.shape[0], False)[rows]
+            out = self._store._read(F.Z_DATASET, 0, self.shape[0])[rows]
         return out[(slice(None), *rest)] if rest else out
 
 
-def _read_rows(ds: h5py.Dataset, lo: int, hi: int, text: bool) -> np.ndarray:
-    """Rows ``lo:hi`` of a dataset through ``read_direct`` (string matrices decoded)."""
+def _read_raw(ds: h5py.Dataset, lo: int, hi: int) -> np.ndarray:
+    """Rows ``lo:hi`` of a dataset as stored, through ``read_direct``."""
     buf = np.empty((hi - lo, *ds.shape[1:]), dtype=ds.dtype)
     if hi > lo and buf.size:
         ds.read_direct(buf, source_sel=np.s_[lo:hi])
+    return buf
+
+
+def _decode_raw(buf: np.ndarray, text: bool) -> np.ndarray:
+    """Stored rows as values: string matrices decoded to str."""
     if not text:
         return buf
     raw = np.ascontiguousarray(buf).view(f"S{buf.shape[-1]}")
     return _decode_strings(raw.reshape(buf.shape[:-1]))
+
+
+def _create_checksum_table(h5: h5py.File, path: str) -> h5py.Dataset:
+    """The (empty) table of segment checksum records of the row-wise dataset ``path``."""
+    return h5.create_dataset(
+        f"{F.CHECKSUMS_GROUP}/{path}", shape=(0, len(I.SEGMENT_FIELDS)), maxshape=(None, len(I.SEGMENT_FIELDS)),
+        dtype="<u8", chunks=(F.CHECKSUM_CHUNK, len(I.SEGMENT_FIELDS)), fillvalue=0,
+    )
 
 
 def _check_column_name(name: Any, owner: str) -> None:
@@ -1226,6 +1411,9 @@ def create_store(
             h5.create_dataset(F.Z_DATASET, shape=(0, z_dim), maxshape=(None, z_dim), dtype=np.float32,
                               chunks=(int(chunk_rows), z_dim))
             h5.create_dataset(F.IDS_DATASET, shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(int(chunk_rows),))
+            h5.create_group(F.CHECKSUMS_GROUP)
+            _create_checksum_table(h5, F.Z_DATASET)
+            _create_checksum_table(h5, F.IDS_DATASET)
             h5.create_group(F.COLUMNS_GROUP)
             h5.create_group(F.TRASH_GROUP)
             h5.create_dataset(F.PROVENANCE_DATASET, shape=(2, F.PROVENANCE_CHUNK), maxshape=(2, None),

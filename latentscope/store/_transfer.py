@@ -75,8 +75,8 @@ class ArraySource:
 
                 try:
                     h5 = h5py.File(self.path, "r", locking=False)
-                except OSError as exc:  # a store that a writer holds open: read it as a store
-                    if "already open for write" not in str(exc):
+                except OSError as exc:  # a store a writer holds open, or a truncated one: the store says
+                    if "already open for write" not in str(exc) and "truncated file" not in str(exc):
                         raise
                     h5 = None
                 if h5 is not None:
