@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         previews.update({r.label: ev.previews[r.label] for r in new})
         say(f"{new[0].label}: {time.perf_counter() - t0:.0f} s in all, {new[0].seconds:.1f} s for the region")
         table = RegionEvaluation(tuple(rows), ev.real_kind, ev.real_spec, ev.n_real, ev.manifold_space, ev.latent_dim,
-                                 ev.pixel_dim, ev.real_self_fd, ev.seed, previews, ev.meta)
+                                 ev.pixel_dim, ev.real_self_fd, ev.seed, previews, ev.meta, ev.spaces)
         (out / "metrics.md").write_text(table.to_markdown())
         (out / "metrics.csv").write_text(table.to_csv())
         (out / "metrics.json").write_text(json.dumps(table.to_dict(), indent=2))

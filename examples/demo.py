@@ -119,9 +119,10 @@ def _landing_line(out: Path, region: str) -> str:
     if not path.exists():
         return ""
     d = json.loads(path.read_text())
-    keys = [("fraction_in_pca_box", "in PCA box"), ("frac_in_pca_box", "in PCA box"),
+    keys = [("in_fragment_rate", "in-fragment"), ("frac_in_pca_box", "in PCA box"),
             ("frac_in_ellipsoid", "in 0.99 ellipsoid")]
-    parts = [f"{label} {d[k]:.2f}" for k, label in keys if isinstance(d.get(k), (int, float))]
+    parts = [f"{label} {d[k]:.2f} (held-out data {d.get('data_' + k, float('nan')):.2f})"
+             for k, label in keys if isinstance(d.get(k), (int, float))]
     if isinstance(d.get("mahalanobis_median"), (int, float)):
         parts.append(f"Mahalanobis radius {d['mahalanobis_median']:.0f} (data {d.get('data_mahalanobis_median', 0):.0f})")
     return ", ".join(parts)
@@ -153,7 +154,9 @@ def write_index(out: Path, data: str, preset: str, epochs: int, timings: dict) -
                "land in it.</p>" + "".join(grids))
     table = _read(ev / "metrics.md")
     sec.append("<h2>4. Metrics (weight-free)</h2><p>Re-encoded Fréchet distance (lower is better), "
-               "pixel-PCA Fréchet distance, precision / recall and density / coverage per region.</p>"
+               "pixel-PCA and random-conv Fréchet distances, precision / recall and density / coverage per "
+               "region in three feature spaces. The rule's precision counts a sample only when its z-point is in "
+               "the fragment and its image lies among the real images' random-conv features.</p>"
                f"<pre>{html.escape(table)}</pre>" + _img(ev / "chart.png", out, "Metrics per region", 720))
     fil_summary = _read(fil / "filaments.json")
     n_fil = ""

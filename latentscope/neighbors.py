@@ -42,10 +42,16 @@ def nearest_distances(
     k: int = 1,
     *,
     exclude: Any = None,
+    skip: Any = None,
+    transform: Any = None,
     return_indices: bool = False,
     max_bytes: int = 64 << 20,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Euclidean distances from each query to its ``k`` nearest rows of ``source``.
+
+    With ``transform`` the distances are measured between ``transform(queries)``
+    and ``transform(rows)`` (e.g. whitened PCA coordinates), each block of rows
+    transformed as it is read.
 
     Parameters
     ----------
@@ -58,6 +64,12 @@ def nearest_distances(
         For each query, one row of ``source`` to skip (use -1 for none). Pass the
         queries' own row indices to get distances to the *other* points (exclude
         self).
+    skip : array-like of int, optional
+        Rows of ``source`` that are never neighbours of any query (e.g. held-out
+        calibration rows).
+    transform : callable, optional
+        Maps an array of shape (m, z_dim) to an array of shape (m, d): the space
+        in which distances are measured (default: the latent space itself).
     return_indices : bool, default=False
         Also return the row indices of the neighbours.
     max_bytes : int, default=64 MiB
@@ -93,7 +105,10 @@ def nearest_distances(
         excl = excl.astype(np.int64)
         if excl.size and excl.max() >= n_rows:
             raise InvalidParameterError(f"{owner}: exclude holds row {int(excl.max())} but the source has {n_rows} rows.")
-    n_avail = n_rows - (1 if exclude is not None and np.any(excl >= 0) else 0)
+    skip_rows = np.zeros(0, np.int64) if skip is None else np.unique(np.asarray(skip, dtype=np.int64))
+    if skip_rows.size and (skip_rows[0] < 0 or skip_rows[-1] >= n_rows):
+        raise InvalidParameterError(f"{owner}: skip must hold row indices in [0, {n_rows}); got {skip_rows[0]}..{skip_rows[-1]}.")
+    n_avail = n_rows - skip_rows.size - (1 if exclude is not None and np.any(excl >= 0) else 0)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= max(n_avail, 0):
         raise InvalidParameterError(f"{owner}: k must be an integer in [1, {n_avail}] (rows available); got {k!r}.")
     k = int(k)
@@ -102,6 +117,8 @@ def nearest_distances(
     if m == 0:
         return (best_d, best_i) if return_indices else best_d
 
+    if transform is not None:
+        Q = np.asarray(transform(Q), dtype=np.float64)
     qq = np.einsum("ij,ij->i", Q, Q)
     # float32 rows of max_bytes/2 become float64 blocks of max_bytes
     block_bytes = max(int(max_bytes) // 2, dim * 4)
@@ -110,6 +127,10 @@ def nearest_distances(
         X = np.asarray(block, dtype=np.float64)
         b = X.shape[0]
         stop = start + b
+        if transform is not None:
+            X = np.asarray(transform(X), dtype=np.float64)
+        lo, hi = np.searchsorted(skip_rows, [start, stop])
+        skipped = skip_rows[lo:hi] - start
         xx = np.einsum("ij,ij->i", X, X)
         q_step = max(1, int(max_bytes) // (8 * b))
         for a in range(0, m, q_step):
@@ -122,6 +143,8 @@ def nearest_distances(
             hit = np.flatnonzero((ex >= start) & (ex < stop))
             if hit.size:
                 D[hit, ex[hit] - start] = np.inf
+            if skipped.size:
+                D[:, skipped] = np.inf
             kk = min(k, b)
             if kk < b:
                 part = np.argpartition(D, kk - 1, axis=1)[:, :kk]
@@ -138,7 +161,10 @@ def nearest_distances(
     # exact recomputation of the k winners from the differences
     flat = best_i.ravel()
     uniq, inv = np.unique(flat, return_inverse=True)
-    rows = _read_rows(source, uniq)[inv].reshape(m, k, dim)
+    rows = _read_rows(source, uniq)
+    if transform is not None:
+        rows = np.asarray(transform(rows), dtype=np.float64)
+    rows = rows[inv].reshape(m, k, Q.shape[1])
     diff = rows - Q[:, None, :]
     dist = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
     order = np.argsort(dist, axis=1, kind="stable")

@@ -106,8 +106,11 @@ def test_analyze_matches_the_standalone_analyses(tmp_path):
     bb = BoundingBoxes(quantiles=(0.005, 0.995)).fit(X)
     np.testing.assert_allclose(res.quantile_boxes.pca_box_.lo, bb.pca_box_.lo, rtol=1e-9, atol=1e-9)
     assert res.quantile_boxes.fraction_inside_pca_ == bb.fraction_inside_pca_
+    # analyze starts the C-steps from a radius-trimmed step folded into pass 2, the class from the full estimate:
+    # both reach the same fixed point (the same kept rows), up to the float32 accumulation of the passes
     core = CoreCovariance(max_iter=3).fit(X)
-    np.testing.assert_allclose(res.core.covariance_, core.covariance_, rtol=1e-9, atol=1e-12)
+    assert res.core.converged_ and core.converged_
+    np.testing.assert_allclose(res.core.covariance_, core.covariance_, rtol=1e-5, atol=1e-8)
     rd = RadialDistribution().fit(X)
     assert res.radial.stats_["origin"]["mean"] == pytest.approx(rd.stats_["origin"]["mean"], rel=1e-12)
     noq = analyze(X, None, core=False, n_threads=1)

@@ -38,7 +38,7 @@ def test_cli_sample_writes_samples_landing_and_a_repeatable_run(store_path, tmp_
     code, stdout, err = _run(["sample", store_path, "--region", "mvn", "-n", 20, "--seed", 3, "--out", out,
                               "--no-progress", "--n-reference", 200], capsys)
     assert code == 0, err
-    assert "mvn: 20 z-points" in stdout and "in-fragment" in stdout
+    assert "mvn: 20 z-points" in stdout and "in-fragment" in stdout and "(held-out data" in stdout
     with open_store(out / "samples.h5") as s:
         Z = s.read()
         prov = s.provenance
@@ -116,7 +116,7 @@ def test_cli_compare_samplers_writes_table_and_figure(store_path, tmp_path, caps
     code, stdout, err = _run(["compare-samplers", store_path, "--regions", "cube,normal,gauss,mvn,pca-box,ellipse",
                               "-n", 50, "--out", out, "--no-progress", "--n-reference", 200], capsys)
     assert code == 0, err
-    assert "in-fragment rates: cube" in stdout
+    assert "in-fragment rates (held-out data " in stdout and "): cube " in stdout
     md = (out / "landing.md").read_text()
     assert "| region | in-fragment |" in md and "| ellipse |" in md and "exact" in md
     rows = list(csv.DictReader((out / "landing.csv").open()))

@@ -30,5 +30,13 @@ def test_demo_quick_writes_index_with_figures_and_grids(tmp_path):
     grid = np.asarray(Image.open(out / "samples" / "mvn" / "grid.png").convert("RGB"))
     assert grid.shape[0] >= 64 and grid.std() > 1.0
     table = (out / "evaluate" / "metrics.md").read_text()
-    assert "| cube |" in table and "| mvn |" in table
+    assert "| cube |" in table and "| mvn |" in table and "Rule space: conv" in table
+    import json
+
+    rows = {r["label"]: r for r in json.loads((out / "evaluate" / "metrics.json").read_text())["rows"]}
+    # the rule ranks decoded garbage last even after one epoch: cube codes are off the fragment
+    assert rows["cube"]["in_fragment"] == 0.0 and rows["cube"]["precision"] < 0.1
+    assert rows["cube"]["precision"] < rows["mvn"]["precision"]
+    landing = json.loads((out / "samples" / "cube" / "landing.json").read_text())
+    assert landing["in_fragment_rate"] == 0.0 and 0.9 <= landing["data_in_fragment_rate"] <= 1.0
     assert (out / "filaments" / "filaments.json").exists()

@@ -43,6 +43,29 @@ def test_evaluate_regions_ranks_the_cube_below_the_fitted_gaussian(table):
     assert table.ranking("precision")[-1] == "cube"
 
 
+def test_evaluate_regions_scores_every_space_and_gates_the_rule(table):
+    # P/R/D/C in the latent, pixel-PCA and random-conv spaces; the rule's precision is the conv precision of the
+    # samples whose z-points are in the fragment, so it never exceeds either part
+    assert table.manifold_space == "conv" and table.spaces == ("latent", "pixel-pca", "conv")
+    assert table.meta["fragment_gate"] is True
+    for r in table.rows:
+        for sx in ("latent", "pixel", "conv"):
+            for m in ("precision", "recall", "density", "coverage"):
+                assert np.isfinite(getattr(r, f"{m}_{sx}")), (r.label, m, sx)
+        assert r.recall == r.recall_conv and r.coverage == r.coverage_conv
+        assert r.precision <= min(r.precision_conv, r.in_fragment) + 1e-12
+        assert np.isfinite(r.fd_conv) and r.fd_conv >= 0
+    # z_dim 12: a radius-matched cube overlaps the fragment a little, far less than the fitted normal
+    assert table["cube"].in_fragment < 0.3 < 0.8 < table["mvn"].in_fragment
+    assert table["cube"].precision < 0.3 < table["mvn"].precision
+    d = table.to_dict()
+    assert d["rule_space"] == "conv" and "precision_conv" in d["rows"][0] and "in_fragment" in d["rows"][0]
+    md = table.to_markdown()
+    assert "Rule space: conv" in md and "P / R conv (rule)" in md and "in-fragment" in md
+    with pytest.raises(AttributeError):
+        table["cube"].precision_nowhere
+
+
 def test_evaluate_regions_rows_reference_and_previews(table):
     assert table.labels == ["cube", "mvn", "gauss:scale=0.8", "store-z"]
     ref = table["store-z"]

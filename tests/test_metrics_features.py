@@ -146,3 +146,25 @@ def test_evaluate_set_rejects_bad_arguments():
         evaluate_set(imgs, np.zeros((10, 4, 4, 3), np.uint8))
     with pytest.raises(InvalidParameterError, match="uint8 array of shape \\(n, h, w, c\\)"):
         evaluate_set(imgs.astype(float), imgs)
+
+
+def test_random_conv_features_are_fixed_and_see_texture():
+    # the same seed gives the same map on every call; a flat image has no spatial spread in any channel
+    from latentscope.metrics import RandomConvFeatures
+
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, size=(6, 48, 40, 3), dtype=np.uint8)
+    f = RandomConvFeatures(channels=(4, 8), size=32, seed=3)
+    a = f.transform(imgs)
+    assert a.shape == (6, 2 * (4 + 8)) and f.n_features_out == 24
+    np.testing.assert_array_equal(a, RandomConvFeatures(channels=(4, 8), size=32, seed=3).transform(imgs))
+    assert not np.allclose(a, RandomConvFeatures(channels=(4, 8), size=32, seed=4).transform(imgs))
+    flat = np.full((2, 32, 32, 3), 120, np.uint8)
+    b = RandomConvFeatures(channels=(4, 8), size=32, seed=3).transform(flat)
+    # away from the zero-padded border a flat image gives one value per channel: small spread only
+    assert np.all(b[:, 4:8] < a[:, 4:8].mean(0))
+    np.testing.assert_array_equal(f.transform([imgs[:3]]), a[:3])  # an iterable of batches
+    with pytest.raises(InvalidParameterError, match="channels must be positive integers"):
+        RandomConvFeatures(channels=(4, 0))
+    with pytest.raises(InvalidParameterError, match="seed must be an integer >= 0"):
+        RandomConvFeatures(seed=-1)

@@ -14,6 +14,7 @@ from ._core import CoreCovariance
 from ._correlations import Correlations, chi2_2_radius, confidence_ellipse
 from ._pca import PCAFrame
 from ._quantiles import FineHistogram, FineHistogramResult, quantiles_from_counts, streaming_quantiles
+from ._whitening import HeldOutWhitening, hotelling_bound
 from ._radial import BallRadius, CubeRadius, GaussianRadius, RadialDistribution, RadiusReference, match_cube_halfwidth
 
 __all__ = [
@@ -22,5 +23,6 @@ __all__ = [
     "AttributeSplit", "AttributeGroups", "attribute_groups",
     "streaming_quantiles", "FineHistogram", "FineHistogramResult", "quantiles_from_counts",
     "CubeRadius", "GaussianRadius", "BallRadius", "RadiusReference", "match_cube_halfwidth",
+    "HeldOutWhitening", "hotelling_bound",
     "confidence_ellipse", "chi2_2_radius", "gaussian_ks_distance", "DEFAULT_LEVELS",
 ]

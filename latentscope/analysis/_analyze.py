@@ -284,6 +284,8 @@ def _analyze(source: Any, out_dir: Any, *, bins: int, fine_bins: int, pairs: Any
             core_est._from_second(frame, first.n, second.core_n, second.core, np.dtype(second.precision))
             membership = core_est._iterate(source, progress=progress, extra_factory=extra, first_pass_index=3)
             n_passes += core_est.n_passes_ - 1
+            if not core_est.converged_:
+                notes.append(f"core covariance not converged after {core_est.n_iter_} iterations (raise core_max_iter)")
         except InvalidParameterError as exc:  # e.g. too few rows inside the trimming radius
             notes.append(f"core covariance skipped: {exc}")
             n_passes += getattr(core_est, "n_passes_", 1) - 1

@@ -364,7 +364,9 @@ def plot_core(core: Any, *, title: str | None = None):
         a1.axhline(1.0, color="k", lw=0.7, ls="--")
         a1.set_xlabel("principal axis (by eigenvalue rank)")
         a1.set_ylabel("core / full eigenvalue")
-        a1.set_title(f"Core covariance: {core.n_iter_} iterations, core fraction {core.core_fraction_:.1%}", fontsize=9)
+        a1.set_title(f"Core covariance (C-steps): {core.n_iter_} iterations, "
+                      f"{'converged' if core.converged_ else 'NOT converged'}, core fraction {core.core_fraction_:.1%}",
+                      fontsize=9)
         a2.stairs(np.nan_to_num(core.outer_asymmetry_), np.arange(k.size + 1) - 0.5, fill=True, color=FIT_COLOR,
                   alpha=0.7)
         a2.axhline(0, color="k", lw=0.6)

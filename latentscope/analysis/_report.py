@@ -77,7 +77,9 @@ def write_report(result: Any, out: Path) -> list[Path]:
         rows.append(("fraction inside the quantile PCA box / axis box",
                      f"{q['fraction_inside_pca']:.4g} / {q['fraction_inside_axis']:.4g}"))
     if "core" in summary:
-        rows.append(("core fraction / iterations", f"{summary['core']['core_fraction']:.4g} / {summary['core']['n_iter']}"))
+        c = summary["core"]
+        rows.append(("core fraction / iterations / converged",
+                     f"{c['core_fraction']:.4g} / {c['n_iter']} / {'yes' if c['converged'] else 'NO'}"))
     rows += [("note", n) for n in summary.get("notes", [])]
     table = "\n".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in rows)
     figs = "\n".join(

@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
         quantiles: Annotated[str, typer.Option(
             "--quantiles", help="Quantile bounds 'lo,hi' of the second pair of bounding boxes, or 'none'.")] = "0.005,0.995",
         no_core: Annotated[bool, typer.Option("--no-core", help="Skip the core covariance (its extra passes).")] = False,
-        core_trim: Annotated[float, typer.Option("--core-trim", help="Kept fraction of the core trimming.")] = 0.9,
+        core_trim: Annotated[float, typer.Option("--core-trim", help="Kept share of the core (MCD concentration steps).")] = 0.9,
         no_figures: Annotated[bool, typer.Option("--no-figures", help="Write results only, no PNGs or index.html.")] = False,
         threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Worker threads per pass.")] = None,
         no_progress: NoProgress = False,
@@ -134,8 +134,9 @@ def _print_summary(res: Any, out: Path, figures: bool) -> None:
                      f"{q['fraction_inside_axis']:.1%} inside the axis box")
     if "core" in s:
         c = s["core"]
-        lines.append(f"  core: {c['core_fraction']:.1%} of points after {c['n_iter']} iterations "
-                     f"({'converged' if c['converged'] else 'not converged'})")
+        lines.append(f"  core (MCD C-steps, kept share {c['trim']:g}): {c['core_fraction']:.1%} of points after "
+                     f"{c['n_iter']} iterations ({'converged' if c['converged'] else 'NOT converged'}); core trace "
+                     f"{c['trace_ratio']:.2f} x the full covariance's")
     if "attribute" in s:
         a = s["attribute"]
         lines.append(f"  {a['attribute']}: mean difference {a['direction_length']:.3f} "

@@ -53,7 +53,9 @@ def evaluate_cmd(
     For every region: fit the sampler on the store, draw -n z-points, decode them with
     the model and score the images against real images. Latent-space scores compare the
     real images' codes with the generated z-points decoded and re-encoded; pixel-space
-    scores use a PCA of the real images' pixels. Writes metrics.md, metrics.csv,
+    scores use a PCA of the real images' pixels and a fixed random conv-net. The rule's precision
+    (bold, and "beat gmm") counts a sample only when its z-point is in the fragment and its image
+    lies in the real random-conv manifold. Writes metrics.md, metrics.csv,
     metrics.json, chart.png and grids/REGION.png into --out. This reproduces the RAE
     paper's comparison of one fitted Gaussian (mvn) with a 10-component mixture (gmm).
     """
@@ -108,8 +110,12 @@ def evaluate_cmd(
     else:
         typer.echo(f"real images: none could be opened (the store records {recorded!r}); "
                    f"{ev.n_real} store z-points, decoded, stand in for them")
-    best = ", ".join(f"{m} {ev.best(m)}" for m in ("fd_latent", "fd_pixel", "precision", "recall"))
+    best = ", ".join(f"{m} {ev.best(m)}" for m in ("fd_latent", "fd_pixel", "fd_conv", "precision", "recall"))
+    gate = "in-fragment z-points whose images lie" if ev.meta.get("fragment_gate") else "images"
+    typer.echo(f"rule space: {ev.manifold_space} (precision = share of {gate} in the real {ev.manifold_space} manifold)")
     typer.echo(f"best: {best}")
+    typer.echo("in-fragment / precision (rule): " + ", ".join(
+        f"{r.label} {r.in_fragment:.2f} / {r.precision:.2f}" for r in ev.rows if not r.reference))
     labels = [lbl for lbl in ev.labels if lbl != REFERENCE_REGION]
     if "gmm" in labels or any(lbl.startswith("gmm") for lbl in labels):
         base = "gmm" if "gmm" in labels else next(lbl for lbl in labels if lbl.startswith("gmm"))

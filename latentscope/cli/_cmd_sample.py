@@ -237,7 +237,7 @@ def register(app: typer.Typer) -> None:
         backend: Annotated[Optional[str], typer.Option(help="Backend that decodes the samples (see `latentscope backends`).")] = None,
         model: Annotated[Optional[Path], typer.Option(help="Saved model of that backend.")] = None,
         batch_size: BatchSize = None,
-        n_reference: Annotated[int, typer.Option(min=2, help="Data rows for the data's own nearest-neighbour distances.")] = 2000,
+        n_reference: Annotated[int, typer.Option(min=2, help="Held-out data rows that calibrate the landing figures (at most a third of the data).")] = 2000,
         no_progress: NoProgress = False,
         overwrite: Overwrite = False,
     ) -> None:
@@ -268,8 +268,7 @@ def register(app: typer.Typer) -> None:
                 _write_samples(out / "samples.h5", Z, data, sampler, seed=seed, region=region)
                 sampler.save(out / "sampler")
                 bar.update(1)
-                # the sampler's PCA frame, when it has one, so both see the same principal axes
-                ref = LandingReference(n_reference=n_reference).fit(data, rng=ref_rng, pca=getattr(sampler, "pca_", None))
+                ref = LandingReference(n_reference=n_reference).fit(data, rng=ref_rng)
                 report = ref.report(Z, name=region)
                 (out / "landing.json").write_text(json.dumps(report.to_dict(), indent=2))
                 plot_landing(report, out / "landing.png")
@@ -278,9 +277,7 @@ def register(app: typer.Typer) -> None:
                     _write_images(_decode(bk, Z, batch_size), out)
                     bar.update(1)
         typer.echo(
-            f"{region}: {n} z-points -> {out / 'samples.h5'}; in-fragment {report.in_fragment_rate:.1%}, "
-            f"in PCA box {report.frac_in_pca_box:.1%}, in 0.99 ellipsoid {report.frac_in_ellipsoid:.1%}, "
-            f"|z| {report.radius_mean:.3g} +- {report.radius_std:.2g} (data {report.data_radius_mean:.3g})"
+            f"{region}: {n} z-points -> {out / 'samples.h5'}; {report.line()}"
             + (f"; images -> {out / 'grid.png'}" if bk is not None else "")
         )
 
@@ -295,13 +292,14 @@ def register(app: typer.Typer) -> None:
         model: Annotated[Optional[Path], typer.Option(help="Saved model of that backend.")] = None,
         grid_size: Annotated[int, typer.Option(min=1, help="Images per region in the grids.")] = 16,
         batch_size: BatchSize = None,
-        n_reference: Annotated[int, typer.Option(min=2, help="Data rows for the data's own nearest-neighbour distances.")] = 2000,
+        n_reference: Annotated[int, typer.Option(min=2, help="Held-out data rows that calibrate the landing figures (at most a third of the data).")] = 2000,
         no_progress: NoProgress = False,
         overwrite: Overwrite = False,
     ) -> None:
         """Draw the same number of z-points from several regions and compare where they land."""
         import numpy as np
 
+        from ..analysis import PCAFrame
         from ..exceptions import SamplerError
         from ..samplers import LandingReference, all_samplers, make_sampler
         from ..samplers._plots import plot_image_grids, plot_radial_comparison
@@ -321,11 +319,12 @@ def register(app: typer.Typer) -> None:
             reports, grids, subtitles, described = [], {}, {}, {}
             with progress_bar(len(names) + 1, "compare-samplers", no_progress=no_progress, unit="regions") as bar:
                 ref = LandingReference(n_reference=n_reference).fit(data, rng=np.random.default_rng(seeds[0]))
+                pca = PCAFrame().fit(data)
                 bar.update(1)
                 for name, ss in zip(names, seeds[1:]):
                     fit_rng, sample_rng = (np.random.default_rng(s) for s in ss.spawn(2))
-                    # one PCA frame for all: the reference's
-                    sampler = make_sampler(name, **COMPARE_DEFAULTS.get(name, {})).fit(data, rng=fit_rng, pca=ref.pca_)
+                    # one PCA frame of all rows for every sampler
+                    sampler = make_sampler(name, **COMPARE_DEFAULTS.get(name, {})).fit(data, rng=fit_rng, pca=pca)
                     Z = sampler.sample(n, rng=sample_rng)
                     sub = out / name
                     sub.mkdir(parents=True, exist_ok=True)
@@ -344,5 +343,5 @@ def register(app: typer.Typer) -> None:
             if grids:
                 plot_image_grids(grids, out / "grids.png", subtitles=subtitles)
         rows = ", ".join(f"{r.name} {r.in_fragment_rate:.0%}" for r in reports)
-        typer.echo(f"in-fragment rates: {rows}; table -> {out / 'landing.md'}, figure -> {out / 'radial.png'}"
+        typer.echo(f"in-fragment rates (held-out data {reports[0].data_in_fragment_rate:.0%}): {rows}; table -> {out / 'landing.md'}, figure -> {out / 'radial.png'}"
                    + (f", grids -> {out / 'grids.png'}" if grids else ""))

@@ -1,8 +1,9 @@
 """Weight-free generation metrics.
 
 Nothing here downloads weights. The feature spaces are the autoencoder's own latent
-space (:func:`latent_features`, :func:`reencode`) and a PCA of pixels fitted on real
-images (:class:`PixelPCAFeatures`); any other feature matrix works too.
+space (:func:`latent_features`, :func:`reencode`), a PCA of pixels fitted on real
+images (:class:`PixelPCAFeatures`) and the pooled responses of a fixed, seeded random
+convolutional network (:class:`RandomConvFeatures`); any other feature matrix works too.
 
 Distances between distributions
     :func:`frechet_distance` (from means and covariances, or precomputed
@@ -23,6 +24,7 @@ All at once
 See ``docs/metrics.md``.
 """
 
+from ._convfeatures import RandomConvFeatures
 from ._evaluate import SetEvaluation, SpaceScores, evaluate_set
 from ._features import PixelPCAFeatures, latent_features, reencode
 from ._frechet import FeatureStats, feature_stats, frechet_distance
@@ -36,7 +38,7 @@ __all__ = [
     "KIDResult", "kid",
     "PrecisionRecall", "DensityCoverage", "precision_recall", "density_coverage", "manifold_metrics",
     "MemorisationResult", "memorisation",
-    "PixelPCAFeatures", "latent_features", "reencode",
+    "PixelPCAFeatures", "RandomConvFeatures", "latent_features", "reencode",
     "SpaceScores", "SetEvaluation", "evaluate_set",
     "RegionScores", "RegionEvaluation", "evaluate_regions",
 ]

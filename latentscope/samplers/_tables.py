@@ -13,10 +13,12 @@ __all__ = ["landing_table_rows", "write_landing_tables"]
 _COLUMNS = (
     ("name", "region", "{}"),
     ("in_fragment_rate", "in-fragment", "{:.3f}"),
+    ("typical_rate", "typical", "{:.3f}"),
+    ("near_rate", "near", "{:.3f}"),
     ("frac_in_pca_box", "in PCA box", "{:.3f}"),
     ("frac_in_ellipsoid", "in 0.99 ellipsoid", "{:.3f}"),
-    ("radius_mean", "mean |z|", "{:.3g}"),
-    ("radius_std", "sd |z|", "{:.3g}"),
+    ("radius_mean", "mean \\|z\\|", "{:.3g}"),
+    ("radius_std", "sd \\|z\\|", "{:.3g}"),
     ("mahalanobis_median", "median Mahalanobis r", "{:.3g}"),
     ("nn_median", "median NN dist", "{:.3g}"),
 )
@@ -52,11 +54,14 @@ def write_landing_tables(
         f"# Where the samples land ({first.n_samples} per region, z_dim {first.z_dim})",
         "",
         f"Data: {store_path or 'array'}; data |z| = {first.data_radius_mean:.3g} +- {first.data_radius_std:.2g}, "
+        f"held-out rows (n = {first.n_reference}; the metric, box and ellipsoid come from the other {first.n_fit}): "
         f"median Mahalanobis radius {first.data_mahalanobis_median:.3g}, "
-        f"{first.data_frac_in_ellipsoid:.3f} of the data inside the {first.level:g} ellipsoid.",
-        f"In-fragment: nearest-data distance below {first.nn_threshold:.4g}, the {first.nn_quantile:g} quantile of the "
-        f"data's own nearest-neighbour distances ({first.n_reference} random data rows against all rows, self excluded; "
-        f"neighbours {first.knn}).",
+        f"in-fragment {first.data_in_fragment_rate:.3f}, in PCA box {first.data_frac_in_pca_box:.3f}, "
+        f"in {first.level:g} ellipsoid {first.data_frac_in_ellipsoid:.3f} (Hotelling prediction bound, squared radius "
+        f"{first.ellipsoid_bound:.4g}).",
+        f"In-fragment = typical (Mahalanobis radius in [{first.typical_band[0]:.3g}, {first.typical_band[1]:.3g}]) and "
+        f"near (whitened distance to the nearest fit row at most {first.nn_threshold:.4g}); both thresholds set on the "
+        f"held-out rows so that {first.nn_quantile:g} of them pass; neighbours {first.knn}.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(_COLUMNS) - 1) + (["---"] if described is not None else [])) + "|",
