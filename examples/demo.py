@@ -165,8 +165,8 @@ def write_index(out: Path, data: str, preset: str, epochs: int, timings: dict) -
         n_fil = (f"{d.get('n_filaments', 0)} filament(s) reported among {d.get('n_points', 0)} z-points "
                  f"({d.get('n_candidates', 0)} dense candidates).")
     fil_figs = sorted(fil.glob("*.png")) if fil.exists() else []
-    sec.append(f"<h2>5. Filaments</h2><p>{n_fil} Significance is judged against a Gaussian null cloud "
-               "with the data's mean and covariance.</p>" + "".join(_img(f, out, f.stem) for f in fil_figs[:6]))
+    sec.append(f"<h2>5. Filaments</h2><p>{n_fil} Density is judged by a scale-free local contrast "
+               "against a smoothed-bootstrap null cloud with the data's covariance (docs/filaments.md).</p>" + "".join(_img(f, out, f.stem) for f in fil_figs[:6]))
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.1f} s</td></tr>" for k, v in timings.items())
     sec.append(f"<h2>Timings</h2><table>{rows}</table>")
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>latentscope demo</title><style>"

@@ -21,6 +21,8 @@ def filaments_cmd(
     out: Annotated[Path, typer.Option("--out", help="Directory for the summary, tables and figures.")],
     k: Annotated[int, typer.Option("--k", min=2, help="Neighbours of the kNN graph.")] = 16,
     fdr: Annotated[float, typer.Option("--fdr", min=0.0, max=1.0, help="False discovery rate of the density test.")] = 0.05,
+    outer_k: Annotated[Optional[int], typer.Option("--outer-k", min=3, help="Larger scale K of the local contrast (default 4 k).")] = None,
+    bandwidth: Annotated[str, typer.Option("--bandwidth", help="Jitter h of the null cloud in (0, 1], or 'auto' (the data's K-th neighbour distance).")] = "auto",
     min_members: Annotated[int, typer.Option("--min-members", min=1, help="Smallest filament reported.")] = 30,
     knn: Annotated[str, typer.Option("--knn", help="kNN engine: auto, exact, forest or faiss-ivf.")] = "auto",
     backend: Annotated[Optional[str], typer.Option("--backend", help="Backend that decodes images along each filament.")] = None,
@@ -64,7 +66,14 @@ def filaments_cmd(
         n_rows = zs.n_rows
     if bk is not None and getattr(bk, "z_dim", Z.shape[1]) != Z.shape[1]:
         raise InvalidParameterError(f"--model: the backend's z_dim ({bk.z_dim}) differs from the store's ({Z.shape[1]}).")
-    det = FilamentDetector(k=k, fdr=fdr, min_members=min_members, knn=knn, on_nonfinite="skip", rng=seed)
+    h: float | str = bandwidth
+    if bandwidth != "auto":
+        try:
+            h = float(bandwidth)
+        except ValueError:
+            raise InvalidParameterError(f"--bandwidth: expected 'auto' or a number in (0, 1]; got {bandwidth!r}.") from None
+    det = FilamentDetector(k=k, fdr=fdr, outer_k=outer_k, bandwidth=h, min_members=min_members, knn=knn,
+                           on_nonfinite="skip", rng=seed)
     with ExitStack() as stack:
         bars: dict = {}
 
@@ -107,8 +116,17 @@ def filaments_cmd(
     summary["figures"] = [str(p.relative_to(out)) for p in figures]
     (out / "filaments.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     n_pts = summary["n_filament_points"]
+    cq = summary["contrast_quantiles"]
+    below = " / ".join(f"{100 * v:.2f} %" for v in cq["share_below_null"][:3])
+    levels = " / ".join(f"{100 * v:g} %" for v in cq["q"][:3])
+    typer.echo(f"local contrast (k={det.k}, K={det.outer_k_}, null jitter h={det.bandwidth_:.2f}): "
+               f"data below the null's {levels} quantiles: {below}")
     typer.echo(f"{len(fils)} filaments ({n_pts} points) among {det.n_points_} points; "
-               f"{summary['n_candidates']} dense candidates; {det.timings_['total']:.1f} s. Wrote {out}/filaments.json")
+               f"{summary['n_candidates']} dense candidates ({100 * summary['n_candidates'] / max(1, det.n_points_):.2f} %); "
+               f"{det.timings_['total']:.1f} s. Wrote {out}/filaments.json")
+    for f in fils:
+        typer.echo(f"  filament {f.id}: {f.n_members} points, length {f.length:.3g}, thickness {f.thickness:.3g}, "
+                   f"p = {f.p_value:.2g}")
 
 
 def register(app: typer.Typer) -> None:

@@ -2,15 +2,16 @@
 
 :class:`FilamentDetector` finds thin, elongated, dense structures among z-points
 (method and measurements: ``docs/filaments.md``); :func:`make_planted_cloud` builds
-benchmark clouds with planted filaments, blobs and sheets, and :func:`score_planted`
+benchmark clouds with planted filaments, blobs and sheets in a bulk of one of the
+laws :data:`BULKS` (Gaussian or not), and :func:`score_planted`
 scores a detection against them.
 """
 
 from ._detector import COLUMNS, Filament, FilamentDetector
 from ._knn import KNN_METHODS
-from ._planted import PlantedCloud, PlantedStructure, make_planted_cloud, score_planted
+from ._planted import BULKS, PlantedCloud, PlantedStructure, make_planted_cloud, score_planted
 
 __all__ = [
     "FilamentDetector", "Filament", "COLUMNS", "KNN_METHODS",
-    "make_planted_cloud", "score_planted", "PlantedCloud", "PlantedStructure",
+    "make_planted_cloud", "score_planted", "PlantedCloud", "PlantedStructure", "BULKS",
 ]

@@ -19,7 +19,11 @@ from ._knn import KNN_METHODS, exact_knn, knn_graph
 from ._local import (
     benjamini_hochberg,
     empirical_pvalues,
+    filament_pvalue,
+    grow_dense,
     knn_linearity,
+    local_contrast,
+    match_null,
     mle_dimension,
     neighbourhood_spectra,
     run_blocks,
@@ -47,6 +51,15 @@ StageProgress = Callable[[str, int, int], None]
 
 #: Candidates i, j are linked when d(i, j) <= _LINK_REACH * min(k-th distance of i, of j).
 _LINK_REACH = 2.0
+
+#: Rounds of matching the null to the points not flagged as candidates.
+_MATCH_ROUNDS = 5
+
+#: Candidates grow from the flagged points into neighbours whose k-th neighbour distance is
+#: at most this times the flagged point's (see grow_dense).
+_GROW_FACTOR = 1.25
+#: ... and denser than this quantile of the null cloud's k-th neighbour distances.
+_GROW_QUANTILE = 0.001
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,7 +92,10 @@ class Filament:
     density : float
         Median density contrast (null median k-th neighbour distance over the member's).
     p_value : float
-        Simes combination of the members' density p-values against the null cloud.
+        Selection-aware p-value from the null's own order statistics
+        (:func:`~latentscope.filaments._local.filament_pvalue`): how likely a null
+        cloud is to hold as many points as extreme as the members, whichever points
+        were selected.
     """
 
     id: int
@@ -154,13 +170,20 @@ class FilamentDetector:
 
     The method (details and measurements in ``docs/filaments.md``):
 
-    1. **Graph and null.** A k-nearest-neighbour graph of the points (exact up to
-       10,000 points, a random-projection forest above) and the same graph of a
-       *null cloud*: as many points drawn from the Gaussian with the data's mean and
-       covariance.
-    2. **Candidates.** Each point's k-th neighbour distance is compared with the
-       null's distances (empirical p-value); Benjamini-Hochberg at level ``fdr``
-       keeps the points significantly denser than a Gaussian cloud allows.
+    1. **Graph and null.** A K-nearest-neighbour graph of the points (exact up to
+       10,000 points, a random-projection forest above; ``K = outer_k``) and the same
+       graph of a *null cloud*: every point shrunk towards the mean and jittered,
+       ``mu + sqrt(1 - h^2) (z_i - mu) + h eps``, ``eps ~ N(0, Sigma)`` (the
+       variance-preserving smoothed bootstrap of the ``kde`` sampler, one draw per
+       point): the data's mean, covariance and large-scale shape, without structure
+       below the jitter's scale ``h`` (``bandwidth``).
+    2. **Candidates.** Each point's scale-free local contrast
+       ``log((d_k^2 - d_j^2) / (d_K^2 - d_j^2))`` (``j = k // 4``; unchanged by
+       rescaling or by isotropic noise) is ranked against the null cloud's, whose
+       median and upper quartile are first matched to those of the data's
+       points not flagged (an empirical null, refitted until the flagged set is
+       stable); Benjamini-Hochberg at level ``fdr`` keeps the points whose
+       neighbourhood is significantly more concentrated than the null allows.
     3. **Shape at the scale of the structure.** Candidates closer than twice both
        their k-th neighbour distances are linked into structures; inside each, exact
        neighbourhoods of ``scale_fraction`` of the structure (``n_sub`` points spread
@@ -173,7 +196,7 @@ class FilamentDetector:
        directions agree (``|cos| >= direction_cos``) form filaments; those with at
        least ``min_members`` points and a length of at least ``min_aspect`` times
        their thickness are reported, each with its spine, length, direction, end
-       points and a p-value.
+       points and a selection-aware p-value.
 
     Parameters
     ----------
@@ -181,6 +204,13 @@ class FilamentDetector:
         Neighbours of the graph (density, local dimension, linearity, links).
     fdr : float, default=0.05
         False discovery rate of the candidate test.
+    outer_k : int or None, default=None
+        The larger scale K of the local contrast (neighbours); None is ``4 * k``.
+    bandwidth : float in (0, 1] or "auto", default="auto"
+        Jitter ``h`` of the null cloud, relative to the data's spread: structure
+        smaller than about ``h * sqrt(trace(Sigma))`` counts as signal. ``"auto"``
+        makes the jitter's RMS displacement equal to the data's median distance to
+        its K-th neighbour (at least 0.05, at most 1).
     knn : {"auto", "exact", "forest", "faiss-ivf"}, default="auto"
         Engine of the all-points graph; ``"auto"`` is exact up to 10,000 points.
     n_trees, leaf_size : int, default=2, 256
@@ -220,13 +250,27 @@ class FilamentDetector:
     density_ : ndarray of shape (n,)
         Density contrast: the null's median k-th neighbour distance over the point's.
     density_pvalue_ : ndarray of shape (n,)
+        Lower-tail p-value of the local contrast against the (matched) null.
+    contrast_ : ndarray of shape (n,)
+        Local contrast ``log((d_k^2 - d_j^2) / (d_K^2 - d_j^2))``; lower is denser.
+    null_contrast_ : ndarray
+        The null cloud's contrasts after matching to the data's median and upper
+        quartile, sorted.
+    bandwidth_ : float
+        The null's jitter ``h`` used.
+    outer_k_ : int
+        The K used.
     local_dim_ : ndarray of shape (n,)
         Maximum-likelihood intrinsic dimension over the k neighbours.
     linearity_ : ndarray of shape (n,)
         Single-scale linearity ``lambda_1 / sum(lambda)`` over the point and its k
         neighbours.
+    flagged_ : ndarray of shape (n,), bool
+        Points whose local contrast is significant (Benjamini-Hochberg at ``fdr``).
     candidates_ : ndarray of shape (n,), bool
-        Points significantly denser than the null.
+        The flagged points and the points reachable from them through neighbours
+        at least as dense (k-th neighbour distance at most 1.25 times the flagged
+        point's): the members of dense structures, tested for shape.
     structure_linearity_, structure_snr_, structure_dim_ : ndarray of shape (n,)
         Structure-scale statistics of candidates in analysed structures (NaN elsewhere).
     null_kth_distance_ : ndarray
@@ -245,6 +289,8 @@ class FilamentDetector:
         *,
         k: int = 16,
         fdr: float = 0.05,
+        outer_k: int | None = None,
+        bandwidth: float | str = "auto",
         knn: str = "auto",
         n_trees: int = 2,
         leaf_size: int = 256,
@@ -262,6 +308,8 @@ class FilamentDetector:
     ) -> None:
         self.k = k
         self.fdr = fdr
+        self.outer_k = outer_k
+        self.bandwidth = bandwidth
         self.knn = knn
         self.n_trees = n_trees
         self.leaf_size = leaf_size
@@ -297,6 +345,14 @@ class FilamentDetector:
         if self.n_sub < 4:
             raise InvalidParameterError(f"{own}: n_sub must be >= 4; got {self.n_sub}.")
         check_fraction(self.fdr, "fdr", owner=own)
+        if self.outer_k is not None:
+            check_positive(self.outer_k, "outer_k", owner=own, integer=True)
+            if self.outer_k <= self.k:
+                raise InvalidParameterError(f"{own}: outer_k must be > k = {self.k}; got {self.outer_k}.")
+        h = self.bandwidth
+        if not (isinstance(h, str) and h == "auto"):
+            if isinstance(h, bool) or not isinstance(h, (int, float, np.integer, np.floating)) or not 0 < float(h) <= 1:
+                raise InvalidParameterError(f"{own}: bandwidth must be 'auto' or a number in (0, 1]; got {h!r}.")
         check_fraction(self.scale_fraction, "scale_fraction", owner=own, closed=True)
         check_fraction(self.min_linearity, "min_linearity", owner=own, closed=True)
         check_fraction(self.direction_cos, "direction_cos", owner=own, closed=True)
@@ -382,29 +438,56 @@ class FilamentDetector:
                 f"FilamentDetector: needs more than k = {k} distinct finite points; got {n}"
                 + (f" (of {n_total} rows)." if n != n_total else ".")
             )
+        big_k = int(min(self.outer_k or 4 * k, n - 1))
+        inner = max(1, k // 4)
         lap("load", t0)
 
-        # 1. graphs of the data and of a Gaussian null cloud with the same mean and covariance
+        # 1. graphs of the data and of its smoothed-bootstrap null cloud
         t1 = time.perf_counter()
-        null, mean, var, axes = self._null_cloud(U, gen)
 
         def graph_cb(offset: int) -> Callable[[int, int], None]:
             # engines count rows or trees; report points of the two clouds
             return lambda done, total: report("graph", offset * n + (n * done) // max(1, total), 2 * n)
 
-        d_data, i_data, method = knn_graph(U, k, method=self.knn, rng=gen, n_trees=self.n_trees,
-                                           leaf_size=self.leaf_size, progress=graph_cb(0))
-        d_null, _, _ = knn_graph(null, k, method=self.knn, rng=gen, n_trees=self.n_trees,
+        d_all, i_all, method = knn_graph(U, big_k, method=self.knn, rng=gen, n_trees=self.n_trees,
+                                         leaf_size=self.leaf_size, progress=graph_cb(0))
+        contrast = local_contrast(d_all, k, inner) if big_k > k else np.zeros(n)
+        d_big = d_all[:, -1].astype(np.float64)
+        d_data, i_data = np.ascontiguousarray(d_all[:, :k]), np.ascontiguousarray(i_all[:, :k])
+        del d_all, i_all
+        mean, var, axes = self._moments(U)
+        if isinstance(self.bandwidth, str):
+            h = float(np.clip(np.median(d_big) / np.sqrt(max(var.sum(), 1e-300)), 0.05, 1.0))
+        else:
+            h = float(self.bandwidth)
+        null = self._null_cloud(U, mean, var, axes, h, gen)
+        d_null, _, _ = knn_graph(null, big_k, method=self.knn, rng=gen, n_trees=self.n_trees,
                                  leaf_size=self.leaf_size, progress=graph_cb(1))
         del null
+        null_contrast = local_contrast(d_null, k, inner) if big_k > k else np.zeros(n)
+        null_dk = np.sort(d_null[:, k - 1].astype(np.float64))
+        del d_null
         lap("graph", t1)
 
         # 2. per-point statistics and density candidates
         t2 = time.perf_counter()
-        null_dk = np.sort(d_null[:, -1].astype(np.float64))
         dk = d_data[:, -1].astype(np.float64)
-        pval = empirical_pvalues(dk, null_dk)
-        cand = benjamini_hochberg(pval, float(self.fdr))
+        # empirical null: matched to the points not flagged, until the flagged set is stable
+        cand = np.zeros(n, bool)
+        for _ in range(_MATCH_ROUNDS):
+            null_sorted = match_null(contrast[~cand], null_contrast)
+            pval = empirical_pvalues(contrast, null_sorted)
+            new = benjamini_hochberg(pval, float(self.fdr))
+            if np.array_equal(new, cand):
+                break
+            cand = new
+        flagged = cand
+        # membership, not a test: dense structures thicker than the K-neighbourhood are
+        # flagged only where the contrast sees them (ends, edges); fill them from there
+        # (only into points denser than all but 0.1 % of the null cloud, matched like the contrast)
+        log_null_dk = match_null(np.log(np.maximum(dk[~flagged], 1e-300)), np.log(np.maximum(null_dk, 1e-300)))
+        dense_enough = np.log(np.maximum(dk, 1e-300)) <= np.quantile(log_null_dk, _GROW_QUANTILE)
+        cand = flagged | grow_dense(flagged, np.where(dense_enough, dk, np.inf), i_data, _GROW_FACTOR)
         null_median = float(np.median(null_dk))
         density = null_median / np.maximum(dk, 1e-12 * null_median)  # finite even for coincident points
         local_dim = mle_dimension(d_data)
@@ -416,7 +499,8 @@ class FilamentDetector:
         s_lin = np.full(n, np.nan)
         s_snr = np.full(n, np.nan)
         s_dim = np.full(n, np.nan)
-        found = self._structures(U, d_data, i_data, cand, pval, density, s_lin, s_snr, s_dim, gen, report)
+        found = self._structures(U, d_data, i_data, cand, (contrast, null_sorted), density, s_lin, s_snr, s_dim,
+                                 gen, report)
         lap("structures", t3)
 
         # back to the input rows (duplicates share their representative's values)
@@ -434,11 +518,16 @@ class FilamentDetector:
         self.z_dim_ = dim
         self.knn_method_ = method
         self.null_kth_distance_ = null_dk
+        self.contrast_ = expand(contrast, np.nan)
+        self.null_contrast_ = null_sorted
+        self.bandwidth_ = h
+        self.outer_k_ = big_k
         self.density_ = expand(density, np.nan)
         self.density_pvalue_ = expand(pval, np.nan)
         self.local_dim_ = expand(local_dim, np.nan)
         self.linearity_ = expand(linearity.astype(np.float64), np.nan)
         self.candidates_ = expand(cand, False).astype(bool)
+        self.flagged_ = expand(flagged, False).astype(bool)
         self.structure_linearity_ = expand(s_lin, np.nan)
         self.structure_snr_ = expand(s_snr, np.nan)
         self.structure_dim_ = expand(s_dim, np.nan)
@@ -480,12 +569,43 @@ class FilamentDetector:
             "n_skipped_nonfinite": int(np.isnan(self.density_).sum()),
             "z_dim": int(self.z_dim_),
             "knn_method": self.knn_method_,
+            "n_flagged": int(self.flagged_.sum()),
             "n_candidates": int(self.candidates_.sum()),
+            "bandwidth": float(self.bandwidth_),
+            "outer_k": int(self.outer_k_),
+            "contrast_quantiles": self.contrast_quantiles(),
             "n_filaments": len(self.filaments_),
             "n_filament_points": int((self.labels_ >= 0).sum()),
             "params": params,
             "timings_s": {k: round(float(v), 3) for k, v in self.timings_.items()},
             "filaments": [f.summary() for f in self.filaments_],
+        }
+
+    def contrast_quantiles(self, qs: tuple[float, ...] = (0.001, 0.01, 0.05, 0.25, 0.5)) -> dict[str, Any]:
+        """Quantiles of the local contrast, data against the matched null.
+
+        Parameters
+        ----------
+        qs : tuple of float
+            Lower-tail probabilities.
+
+        Returns
+        -------
+        dict
+            ``q`` (the probabilities), ``data`` and ``null`` (the quantiles), and
+            ``share_below_null`` (for each null quantile, the share of data points at
+            or below it: about ``q`` without structure, more where points are
+            concentrated).
+        """
+        check_is_fitted(self, "filaments_")
+        floor = -745.0  # log of the smallest double: coincident neighbours (-inf) stay finite in JSON
+        c = np.maximum(self.contrast_[~np.isnan(self.contrast_)], floor)
+        nq = np.quantile(np.maximum(self.null_contrast_, floor), qs)
+        return {
+            "q": list(qs),
+            "data": [float(v) for v in np.quantile(c, qs)] if c.size else [],
+            "null": [float(v) for v in nq],
+            "share_below_null": [float(np.mean(c <= v)) if c.size else float("nan") for v in nq],
         }
 
     def write_table(self, path: str | Path, *, vectors: bool = False) -> Path:
@@ -541,12 +661,9 @@ class FilamentDetector:
             store.write_column(name, np.asarray(values[name]).astype(dtype), overwrite=overwrite)
         return list(COLUMNS)
 
-    def _null_cloud(self, U: np.ndarray, gen: np.random.Generator) -> tuple[np.ndarray, ...]:
-        """As many points as U from the Gaussian with U's mean and covariance (float32).
-
-        Also returns the mean, and the covariance's eigenvalues (descending) and
-        eigenvectors (as rows).
-        """
+    @staticmethod
+    def _moments(U: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """U's mean, and its covariance's eigenvalues (descending) and eigenvectors (rows)."""
         n, dim = U.shape
         mean = U.mean(axis=0, dtype=np.float64)
         mean32 = mean.astype(np.float32)
@@ -561,19 +678,38 @@ class FilamentDetector:
         run_blocks(scatter, starts)
         cov = np.sum([parts[lo] for lo in starts], axis=0) / max(1, n - 1)
         w, V = np.linalg.eigh(cov)
-        A = (V * np.sqrt(np.clip(w, 0.0, None))).T.astype(np.float32)  # z @ A has covariance cov
+        return mean, np.clip(w[::-1], 0.0, None), V[:, ::-1].T.copy()
+
+    @staticmethod
+    def _null_cloud(U: np.ndarray, mean: np.ndarray, var: np.ndarray, axes: np.ndarray, h: float,
+                    gen: np.random.Generator) -> np.ndarray:
+        """The smoothed-bootstrap null: each point shrunk to the mean and jittered once (float32).
+
+        ``mu + sqrt(1 - h^2) (z_i - mu) + h eps``, ``eps ~ N(0, Sigma)``: the draw of the
+        ``kde`` sampler (:class:`~latentscope.samplers.KDESampler`), with every point used
+        once instead of resampled, so the null has exactly the data's mean and covariance
+        up to the noise's sampling error.
+        """
+        from ..samplers._kde import KDESampler  # noqa: PLC0415
+
+        n, dim = U.shape
+        kde = KDESampler(bandwidth=h)  # float32 factors: the noise's product runs in float32
+        kde.mean_ = mean
+        kde.variances_, kde.components_ = var.astype(np.float32), axes.astype(np.float32)
         out = np.empty((n, dim), np.float32)
+        step = max(1, (16 << 20) // (8 * dim))
+        starts = list(range(0, n, step))
         gens = dict(zip(starts, gen.spawn(len(starts))))  # one stream per block: thread-order free
 
         def draw(lo: int) -> None:
             hi = min(n, lo + step)
-            out[lo:hi] = gens[lo].standard_normal((hi - lo, dim), dtype=np.float32) @ A
-            out[lo:hi] += mean32
+            xi = gens[lo].standard_normal((hi - lo, dim), dtype=np.float32)
+            out[lo:hi] = kde._draw(U, np.arange(lo, hi), xi, h)
 
         run_blocks(draw, starts)
-        return out, mean, np.clip(w[::-1], 0.0, None), V[:, ::-1].T.copy()
+        return out
 
-    def _structures(self, U, d_data, i_data, cand, pval, density, s_lin, s_snr, s_dim, gen, report) -> list[dict]:
+    def _structures(self, U, d_data, i_data, cand, pstat, density, s_lin, s_snr, s_dim, gen, report) -> list[dict]:
         """Analyse the connected candidate structures; return the filaments found."""
         from scipy.sparse import csr_matrix  # noqa: PLC0415
         from scipy.sparse.csgraph import connected_components  # noqa: PLC0415
@@ -612,22 +748,22 @@ class FilamentDetector:
         done = 0
         for c in big[np.argsort(-sizes[big])]:
             members = cidx[comp == c]
-            found.extend(self._analyse_structure(U, members, i_data, pval, density, s_lin, s_snr, s_dim, gen))
+            found.extend(self._analyse_structure(U, members, i_data, pstat, density, s_lin, s_snr, s_dim, gen))
             done += members.size
             report("structures", done, total)
         return found
 
-    def _analyse_structure(self, U, members_all, i_data, pval, density, s_lin, s_snr, s_dim, gen) -> list[dict]:
+    def _analyse_structure(self, U, members_all, i_data, pstat, density, s_lin, s_snr, s_dim, gen) -> list[dict]:
         """Shape at the structure's scale, linking, and the filaments of one structure."""
         members = members_all
         if members_all.size > self.max_structure:
             members = np.sort(gen.choice(members_all, size=int(self.max_structure), replace=False))
-        out = self._analyse_points(U, members, pval, density, s_lin, s_snr, s_dim, gen)
+        out = self._analyse_points(U, members, pstat, density, s_lin, s_snr, s_dim, gen)
         if members.size < members_all.size and out:
             _propagate(out, members, members_all, i_data)
         return out
 
-    def _analyse_points(self, U, members, pval, density, s_lin, s_snr, s_dim, gen) -> list[dict]:
+    def _analyse_points(self, U, members, pstat, density, s_lin, s_snr, s_dim, gen) -> list[dict]:
         from scipy.sparse import csr_matrix  # noqa: PLC0415
         from scipy.sparse.csgraph import connected_components  # noqa: PLC0415
 
@@ -669,8 +805,6 @@ class FilamentDetector:
             if spine.thickness > 0 and spine.length < self.min_aspect * spine.thickness:
                 continue
             rows = members[loc]
-            p = np.sort(pval[rows])
-            simes = float(np.min(p * rows.size / np.arange(1, rows.size + 1)))
             out.append({
                 "members": rows[spine.order],
                 "length": spine.length,
@@ -682,7 +816,7 @@ class FilamentDetector:
                 "linearity": float(np.median(st.linearity[loc])),
                 "snr": float(np.median(st.snr[loc])),
                 "density": float(np.median(density[rows])),
-                "p_value": min(1.0, simes),
+                "p_value": filament_pvalue(pstat[0][rows], pstat[1], U.shape[0], int(self.min_members)),
             })
         return out
 

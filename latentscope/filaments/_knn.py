@@ -225,19 +225,33 @@ def _leaf_neighbours(Xc: np.ndarray, sq: np.ndarray, leaves: np.ndarray, k: int,
     idx[leaves.ravel()[rows]] = nb[rows]
 
 
-def _merge_lists(dists: list[np.ndarray], idxs: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Merge candidate neighbour lists: drop repeated indices, keep the k nearest."""
-    d = np.concatenate(dists, axis=1)
-    i = np.concatenate(idxs, axis=1)
-    order = np.argsort(i, axis=1, kind="stable")
-    i = np.take_along_axis(i, order, axis=1)
-    d = np.take_along_axis(d, order, axis=1)
-    dup = np.zeros(i.shape, bool)
-    dup[:, 1:] = i[:, 1:] == i[:, :-1]
-    d[dup] = np.inf
-    d[i < 0] = np.inf
-    v, sel = _sorted_topk(d, k)
-    return v, np.take_along_axis(i, sel, axis=1)
+def _merge_lists(dists: list[np.ndarray], idxs: list[np.ndarray], k: int, *,
+                 block: int = 16384) -> tuple[np.ndarray, np.ndarray]:
+    """Merge candidate neighbour lists: drop repeated indices, keep the k nearest.
+
+    Works on blocks of rows, so the temporary arrays stay small whatever ``n``.
+    """
+    n = dists[0].shape[0]
+    out_d = np.empty((n, k), dists[0].dtype)
+    out_i = np.empty((n, k), np.int64)
+    for lo in range(0, n, block):
+        hi = min(n, lo + block)
+        d = np.concatenate([x[lo:hi] for x in dists], axis=1).astype(np.float32)
+        i = np.concatenate([x[lo:hi] for x in idxs], axis=1).astype(np.int64)
+        # one sort of (index, distance) packed in an int64: the bits of a non-negative
+        # float32 order like its value, so repeats of an index end up side by side
+        d = np.where(i < 0, np.float32(np.inf), np.maximum(d, np.float32(0.0)))
+        key = (np.where(i < 0, n, i) << 32) | d.view(np.uint32).astype(np.int64)
+        key.sort(axis=1)
+        i = key >> 32
+        d = (key & 0xFFFFFFFF).astype(np.uint32).view(np.float32)
+        dup = np.zeros(i.shape, bool)
+        dup[:, 1:] = i[:, 1:] == i[:, :-1]
+        d[dup | (i >= n)] = np.inf
+        v, sel = _sorted_topk(d, k)
+        out_d[lo:hi] = v
+        out_i[lo:hi] = np.take_along_axis(i, sel, axis=1)
+    return out_d, out_i
 
 
 def forest_knn(
@@ -284,7 +298,7 @@ def forest_knn(
         G = rng.standard_normal((dim, n_dirs)).astype(np.float32)
         leaves = _leaf_matrix(Xc @ G, leaf_size, rng)
         dist = np.empty((n, k), np.float32)
-        idx = np.empty((n, k), np.int64)
+        idx = np.empty((n, k), np.int32 if n < 2**31 else np.int64)  # merged lists come back as int64
         w = leaves.shape[1]
         step = max(1, (16 << 20) // (4 * w * max(w, dim)))
         blocks = [leaves[lo:lo + step] for lo in range(0, leaves.shape[0], step)]
@@ -294,7 +308,7 @@ def forest_knn(
         if progress is not None:
             progress(t + 1, n_trees)
     if n_trees == 1:
-        d2, idx = dists[0], idxs[0]
+        d2, idx = dists[0], idxs[0].astype(np.int64)
     else:
         d2, idx = _merge_lists(dists, idxs, k)
     return np.sqrt(np.maximum(d2, 0.0)).astype(np.float32), idx

@@ -14,6 +14,7 @@ import numpy as np
 __all__ = [
     "single_blas_thread", "run_blocks", "mle_dimension", "knn_linearity", "neighbourhood_spectra",
     "SpectrumStats", "spectrum_stats", "empirical_pvalues", "benjamini_hochberg",
+    "local_contrast", "match_null", "filament_pvalue", "grow_dense",
 ]
 
 Progress = Callable[[int, int], None]
@@ -288,3 +289,125 @@ def benjamini_hochberg(p: np.ndarray, q: float) -> np.ndarray:
     out = np.zeros(m, bool)
     out[order[: last + 1]] = True
     return out
+
+
+def local_contrast(dist: np.ndarray, k: int, inner: int) -> np.ndarray:
+    """Scale-free local contrast ``log((d_k^2 - d_j^2) / (d_K^2 - d_j^2))`` of each point.
+
+    ``d_j``, ``d_k``, ``d_K`` are the distances to the ``inner``-th, ``k``-th and last
+    (``K``-th) neighbour. Multiplying all distances by a constant, or adding a
+    constant to all squared distances (what isotropic noise does in high dimension),
+    leaves it unchanged. Locally uniform points in ``D`` dimensions give about
+    ``log(log(k / j) / log(K / j))``; points on a thin line about
+    ``log((k^2 - j^2) / (K^2 - j^2))``; points of a dense structure smaller than
+    ``K`` points still less. Lower is denser at scale k than at scale K.
+
+    Parameters
+    ----------
+    dist : ndarray of shape (n, K)
+        Distances to the K nearest neighbours, ascending.
+    k, inner : int
+        1-based ranks, ``1 <= inner < k < K``.
+
+    Returns
+    -------
+    ndarray of shape (n,), float64
+        ``-inf`` where ``d_k = d_j`` (coincident neighbours), 0 where all K distances
+        are equal.
+    """
+    d = np.asarray(dist, dtype=np.float64)
+    a, b, c = d[:, inner - 1] ** 2, d[:, k - 1] ** 2, d[:, -1] ** 2
+    num, den = b - a, c - a
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.log(np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0))
+    return out
+
+
+def match_null(stat: np.ndarray, null: np.ndarray) -> np.ndarray:
+    """The null's statistics moved to the data's median and upper quartile (sorted).
+
+    An empirical null in the sense of Efron (2004): the null cloud gives the shape of
+    the statistic's law, the data its location (median) and scale (upper quartile
+    minus median). Concentrated structures only populate the lower tail, so the
+    upper half of the data is barely touched by them.
+    """
+    x = np.asarray(stat, dtype=np.float64)
+    y = np.asarray(null, dtype=np.float64)
+    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    if x.size < 4 or y.size < 4:
+        return np.sort(np.asarray(null, dtype=np.float64))
+    qx = np.quantile(x, [0.5, 0.75])
+    qy = np.quantile(y, [0.5, 0.75])
+    spread_y = qy[1] - qy[0]
+    scale = (qx[1] - qx[0]) / spread_y if spread_y > 0 else 1.0
+    return np.sort(qx[0] + (np.asarray(null, dtype=np.float64) - qy[0]) * scale)
+
+
+def filament_pvalue(member_stat: np.ndarray, null_sorted: np.ndarray, n_data: int, min_members: int) -> float:
+    """Selection-aware p-value of a structure from the null's own order statistics.
+
+    For ``j`` on the fixed grid ``min_members * 2**g`` (up to ``n_data``), let ``s_j``
+    be the number of null statistics at or below the structure's ``j``-th lowest. If
+    data and null statistics were exchangeable draws of one law, the chance that *any*
+    ``j`` data points have at most ``s_j`` null values below them is the hypergeometric
+    tail ``P[X >= j]``, ``X ~ Hypergeom(n_data + n_null, n_data, j + s_j)``, however
+    the structure was selected. The p-value is the smallest such tail over the grid,
+    times the grid's size (Bonferroni).
+    """
+    from scipy.stats import hypergeom  # noqa: PLC0415
+
+    t = np.sort(np.asarray(member_stat, dtype=np.float64))
+    m, n_null = t.size, null_sorted.size
+    grid = []
+    j = max(1, int(min_members))
+    while j <= max(1, int(n_data)):
+        grid.append(j)
+        j *= 2
+    best = 1.0
+    for j in grid:
+        if j > m:
+            break
+        s = int(np.searchsorted(null_sorted, t[j - 1], side="right"))
+        best = min(best, float(hypergeom.sf(j - 1, int(n_data) + n_null, int(n_data), j + s)))
+    return float(min(1.0, best * max(1, len(grid))))
+
+
+def grow_dense(seeds: np.ndarray, dk: np.ndarray, idx: np.ndarray, factor: float) -> np.ndarray:
+    """Seeds plus the points reachable from them through at least as dense neighbours.
+
+    A neighbour ``j`` (in ``idx``) of a reached point joins when its k-th neighbour
+    distance is at most ``factor`` times that of the seed the path started from (the
+    cap is inherited, never relaxed, so the growth cannot drift into sparser
+    regions). Without seeds nothing is added; an infinite ``dk`` never joins.
+
+    Parameters
+    ----------
+    seeds : ndarray of shape (n,), bool
+    dk : ndarray of shape (n,)
+        k-th neighbour distances.
+    idx : ndarray of shape (n, k), int
+        Neighbour lists.
+    factor : float
+        Largest ratio of a joining point's k-th distance to its seed's.
+
+    Returns
+    -------
+    ndarray of shape (n,), bool
+    """
+    n = seeds.size
+    live = seeds & np.isfinite(dk)  # a seed with an infinite distance grows nothing
+    cap = np.where(live, factor * np.where(live, dk, 0.0), -np.inf)
+    frontier = np.flatnonzero(live)
+    while frontier.size:
+        src = np.repeat(frontier, idx.shape[1])
+        dst = idx[frontier].ravel()
+        c = cap[src]
+        ok = (dk[dst] <= c) & (c > cap[dst])
+        if not ok.any():
+            break
+        new = np.full(n, -np.inf)
+        np.maximum.at(new, dst[ok], c[ok])
+        better = new > cap
+        cap[better] = new[better]
+        frontier = np.flatnonzero(better)
+    return seeds | (cap > -np.inf)

@@ -9,10 +9,13 @@ import numpy as np
 from .._validation import SeedLike, check_rng
 from ..exceptions import InvalidParameterError
 
-__all__ = ["PlantedStructure", "PlantedCloud", "make_planted_cloud", "score_planted", "CURVE_SHAPES"]
+__all__ = ["PlantedStructure", "PlantedCloud", "make_planted_cloud", "score_planted", "CURVE_SHAPES", "BULKS"]
 
 #: Shapes of planted filaments, used in turn.
 CURVE_SHAPES = ("line", "arc", "curve")
+
+#: Laws of the bulk of :func:`make_planted_cloud` (see there).
+BULKS = ("gaussian", "t3-copula", "lognormal-copula", "t5", "mixture3")
 
 
 @dataclass(frozen=True)
@@ -137,14 +140,26 @@ def make_planted_cloud(
     sheet_points: tuple[int, int] = (1000, 4000),
     filament_length: tuple[float, float] = (0.3, 0.6),
     filament_thickness: tuple[float, float] = (0.02, 0.05),
+    bulk: str = "gaussian",
     rng: SeedLike = None,
 ) -> PlantedCloud:
-    """A Gaussian bulk with planted filaments and non-filament structures.
+    """A bulk cloud with planted filaments and non-filament structures.
 
-    The bulk is an anisotropic Gaussian: covariance eigenvalues ``4 exp(-j / (z_dim / 6))
-    + 0.05`` in a random orthonormal basis, centred off the origin. Its RMS radius
-    ``R = sqrt(trace)`` sets the scale of everything planted. Each structure is
-    anchored at a draw from the bulk, so it lies inside it.
+    The bulk has covariance eigenvalues ``4 exp(-j / (z_dim / 6)) + 0.05`` in a random
+    orthonormal basis and is centred off the origin; its law is ``bulk``:
+
+    - ``"gaussian"``: that Gaussian;
+    - ``"t3-copula"``, ``"lognormal-copula"``: a Gaussian copula with these second
+      moments and Student-t (3 dof) or lognormal (log-sd 1, skewness 6.2) marginals,
+      each standardised to the Gaussian's mean and variance of its coordinate;
+    - ``"t5"``: the multivariate Student t with 5 dof, scaled to the same covariance;
+    - ``"mixture3"``: an equal mixture of three Gaussians, each with 0.6 times the
+      covariance, whose centres form an equilateral triangle in the plane of the two
+      leading axes, 2.5 standard deviations (of those axes) apart.
+
+    The RMS radius ``R = sqrt(trace)`` of the Gaussian's covariance sets the scale of
+    everything planted. Each structure is anchored at a draw from the bulk, so it
+    lies inside it.
 
     - **Filaments** (``n_filaments``), in turn straight segments, circular arcs (an
       angle between 60 and 180 degrees) and smooth random curves (a line plus three
@@ -171,6 +186,8 @@ def make_planted_cloud(
         Range of the filaments' arc length, in units of the bulk's RMS radius.
     filament_thickness : (float, float)
         Range of the filaments' RMS transverse noise norm, as a fraction of their length.
+    bulk : str, default="gaussian"
+        Law of the bulk, one of :data:`BULKS`.
     rng : None, int, SeedSequence or Generator
 
     Returns
@@ -192,6 +209,10 @@ def make_planted_cloud(
             raise InvalidParameterError(
                 f"make_planted_cloud: {name} must be (low, high) with 1 <= low <= high; got {pair!r}."
             )
+    if bulk not in BULKS:
+        raise InvalidParameterError(
+            f"make_planted_cloud: bulk must be one of {', '.join(map(repr, BULKS))}; got {bulk!r}."
+        )
     gen = check_rng(rng)
 
     eig = 4.0 * np.exp(-np.arange(z_dim) / max(z_dim / 6.0, 1.0)) + 0.05
@@ -199,8 +220,33 @@ def make_planted_cloud(
     radius = float(np.sqrt(eig.sum()))
     mean = gen.standard_normal(z_dim) * np.sqrt(eig.mean()) * 0.5
 
+    law = bulk
+    sd = np.sqrt(np.einsum("ij,i,ij->j", basis, eig, basis))  # per-coordinate standard deviation
+    if law == "mixture3":
+        lead = basis[:2] * np.sqrt(eig[:2])[:, None]
+        ang = gen.uniform(0, 2 * np.pi) + np.array([0.0, 2.0, 4.0]) * np.pi / 3
+        shift = (np.cos(ang)[:, None] * lead[0] + np.sin(ang)[:, None] * lead[1]) * (2.5 / np.sqrt(3))
+        shift -= shift.mean(axis=0)
+        comp_scale = np.sqrt(0.6)
+
     def bulk(n: int) -> np.ndarray:
-        return mean + (gen.standard_normal((n, z_dim)) * np.sqrt(eig)) @ basis
+        g = gen.standard_normal((n, z_dim))
+        if law == "mixture3":
+            x = (g * (comp_scale * np.sqrt(eig))) @ basis + shift[gen.integers(0, 3, n)]
+            return mean + x
+        x = (g * np.sqrt(eig)) @ basis
+        if law == "t5":
+            x *= np.sqrt(3.0 / 5.0) / np.sqrt(gen.chisquare(5, (n, 1)) / 5.0)
+        elif law in ("t3-copula", "lognormal-copula"):
+            from scipy import special, stats  # noqa: PLC0415
+
+            y = x / sd  # standard normal coordinates
+            if law == "t3-copula":  # upper-tail form: exact far out in both tails
+                x = np.sign(y) * stats.t.isf(special.ndtr(-np.abs(y)), 3) / np.sqrt(3.0) * sd
+            else:
+                m1, v1 = np.exp(0.5), (np.e - 1.0) * np.e
+                x = (np.exp(y) - m1) / np.sqrt(v1) * sd
+        return mean + x
 
     def counts(lo_hi: tuple[int, int], m: int) -> np.ndarray:
         if m == 0:
