@@ -6,7 +6,9 @@ latentscope store and with plain h5py (a chunked, growable dataset of the same c
 shape, default file settings). Each store append is crash-safe (it flushes twice), so the
 batched write is also shown next to raw h5py flushing after every batch. Since format 2 the
 store also computes a checksum of every row segment on write and verifies it on every
-read (one numpy pass at memory speed, ~30 ms per 200 MB here); raw h5py checks nothing. Runs alternate between the two so that load on the
+read (one numpy pass at memory speed, ~30 ms per 200 MB here); raw h5py checks nothing. On
+write, the finiteness check, the checksum and the write are fused per chunk segment (whole
+chunks through ``write_direct_chunk``). Runs alternate between the two so that load on the
 machine hits both alike; the table shows the best and the median wall time of
 ``--repeat`` runs, the best CPU time (user + system of this process), and the ratios
 ours / raw of the best wall and best CPU times (goal: <= 1.25 both ways).

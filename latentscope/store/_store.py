@@ -850,8 +850,21 @@ class ZStore:
         int_ids, str_ids = self._prepare_ids(ids, n, start)
         cols = self._prepare_columns(columns, n)
         skipped = 0
-        with np.errstate(over="ignore", invalid="ignore"):
-            maybe_bad = n > 0 and not np.isfinite(np.add.reduce(z32, axis=None))
+        # Without a layout change, z is checked for finiteness while it is written (one pass
+        # over the data); a batch that holds non-finite rows is then handled as before and its
+        # rows rewritten (rows past the committed ones are not part of the store).
+        fused = n > 0 and not self._needs_layout(str_ids, cols)
+        if fused:
+            self._ensure_layout(str_ids, cols, start)  # validates only: nothing to create
+            z_len = self._z.shape[0]
+            if self._write_rows(F.Z_DATASET, z32, start, start + n, check_finite=True):
+                maybe_bad = False
+            else:
+                maybe_bad, fused = True, False
+                if self._z.shape[0] > z_len:
+                    self._z.resize(z_len, axis=0)
+        else:
+            maybe_bad = n > 0 and not _all_finite(z32)
         if maybe_bad:
             finite = np.isfinite(z32).all(axis=1)
             if not finite.all():
@@ -872,7 +885,8 @@ class ZStore:
             return 0
         if n:
             stop = start + n
-            self._write_rows(F.Z_DATASET, z32, start, stop)
+            if not fused:
+                self._write_rows(F.Z_DATASET, z32, start, stop)
             self._write_rows(F.IDS_DATASET, int_ids, start, stop)
             if self._has(F.ID_STRINGS_DATASET):
                 if str_ids is None:
@@ -895,8 +909,13 @@ class ZStore:
     def _column_path(self, name: str) -> str:
         return f"{F.COLUMNS_GROUP}/{name}"
 
-    def _write_rows(self, path: str, values: np.ndarray, start: int, stop: int) -> None:
-        """Write rows ``start:stop`` of a row-wise dataset, growing it (and string widths)."""
+    def _write_rows(self, path: str, values: np.ndarray, start: int, stop: int, check_finite: bool = False) -> bool:
+        """Write rows ``start:stop`` of a row-wise dataset, growing it (and string widths).
+
+        With ``check_finite`` (numeric datasets), returns False without recording the rows'
+        checksums when a value is not finite (some rows may have been written: they lie past
+        the committed rows); True otherwise.
+        """
         ds = self._ds(path)
         if ds.shape[0] < stop:
             ds.resize(stop, axis=0)
@@ -908,15 +927,54 @@ class ZStore:
                 width = ds.shape[-1]
             values = np.ascontiguousarray(values, dtype=f"S{width}")
             values = values.view(np.uint8).reshape(*values.shape, width)
-        elif values.dtype != ds.dtype or not values.flags.c_contiguous:
-            values = np.ascontiguousarray(values, dtype=ds.dtype)
+        else:
+            if values.dtype != ds.dtype or not values.flags.c_contiguous:
+                values = np.ascontiguousarray(values, dtype=ds.dtype)
+            if self._checksums and stop > start and ds.dtype.kind in "fiu" and ds.chunks == (
+                self.chunk_rows, *ds.shape[1:]
+            ):
+                return self._write_segments(path, ds, values, start, stop, check_finite)
+            if check_finite and not _all_finite(values):
+                return False
         ds.write_direct(values, dest_sel=np.s_[start:stop])
         if self._checksums and stop > start:
             self._write_checksums(path, values, start, stop)
+        return True
+
+    def _write_segments(self, path: str, ds: h5py.Dataset, values: np.ndarray, start: int, stop: int,
+                        check_finite: bool) -> bool:
+        """Write rows chunk segment by chunk segment, with one pass over each while it is in cache.
+
+        Each segment is checked for finiteness (``check_finite``), checksummed and written;
+        whole chunks go straight to the file (``write_direct_chunk``: no filters, no chunk
+        cache). Returns False, before recording any checksum, at the first segment holding a
+        non-finite value (its rows and later ones are not written).
+        """
+        rows = self.chunk_rows
+        segs = I.segment_rows(start, stop, rows)
+        sums = []
+        tail = (0,) * (ds.ndim - 1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for lo, hi in segs:
+                block = values[lo - start : hi - start]
+                if check_finite and not np.isfinite(np.add.reduce(block, axis=None)) and not np.isfinite(block).all():
+                    return False
+                sums.append(I.sum64(block))
+                if hi - lo == rows:
+                    ds.id.write_direct_chunk((lo, *tail), block)
+                else:
+                    ds.write_direct(block, dest_sel=np.s_[lo:hi])
+        width = [0] * len(segs)
+        self._write_record_table(path, I.pack_segments([a for a, _ in segs], [b for _, b in segs], width, sums))
+        return True
 
     def _write_checksums(self, path: str, values: np.ndarray, start: int, stop: int) -> None:
         """Record the checksums of rows ``start:stop`` (as stored) after the dataset's committed ones."""
-        recs = I.checksum_rows(values, start, stop, self.chunk_rows, self._text_ds(path))
+        self._write_record_table(path, I.checksum_rows(values, start, stop, self.chunk_rows, self._text_ds(path)))
+
+    def _write_record_table(self, path: str, recs: np.ndarray) -> None:
+        """Write segment records after the dataset's committed ones (first rows: from the top)."""
+        start = int(recs[0, 0]) if len(recs) else 0
         slot = 0 if start == 0 else self._pending_slots.get(path, 0)
         table = self._ds(f"{F.CHECKSUMS_GROUP}/{path}")
         if table.shape[0] < slot + len(recs):
@@ -946,6 +1004,13 @@ class ZStore:
             _create_checksum_table(self._h5, path)
             self._pending_slots[path] = 0
         return ds
+
+    def _needs_layout(self, str_ids: np.ndarray | None, cols: dict[str, np.ndarray]) -> bool:
+        """Whether :meth:`_ensure_layout` would create datasets for a batch of rows."""
+        if str_ids is not None and not self._has(F.ID_STRINGS_DATASET):
+            return True
+        existing = set(self.column_names)
+        return any(name not in existing for name in cols)
 
     def _ensure_layout(self, str_ids: np.ndarray | None, cols: dict[str, np.ndarray], start: int) -> bool:
         """Create the datasets a batch needs (new columns, string ids); True if any."""
@@ -1287,6 +1352,12 @@ class _CommittedView:
         else:
             out = self._store._read(F.Z_DATASET, 0, self.shape[0])[rows]
         return out[(slice(None), *rest)] if rest else out
+
+
+def _all_finite(values: np.ndarray) -> bool:
+    """Whether every value is finite (one reduction; the exact test only when it overflows)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(np.add.reduce(values, axis=None)) or np.isfinite(values).all())
 
 
 def _read_raw(ds: h5py.Dataset, lo: int, hi: int) -> np.ndarray:
