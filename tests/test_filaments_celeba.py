@@ -9,8 +9,6 @@ full 6,000-image sample with the reference model is in docs/filaments.md.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,29 +16,12 @@ import pytest
 from latentscope.filaments import FilamentDetector
 
 
-def _celeba_sample() -> Path:
-    env = os.environ.get("LATENTSCOPE_SHARED_DATA")
-    root = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    path = root / "celeba_sample"
-    if not (path / "img_align_celeba").is_dir():
-        pytest.skip("the shared CelebA sample is not available")
-    return path
-
-
 @pytest.mark.slow
-def test_filaments_on_celeba_latents_are_calibrated(tmp_path):
-    path = _celeba_sample()
-    keras_ae = pytest.importorskip("latentscope_keras_ae")
+def test_filaments_on_celeba_latents_are_calibrated(celeba_tiny):
     from latentscope import open_store
-    from latentscope.backends import encode_to_store
-    from latentscope.data import CelebASource
 
-    source = CelebASource(path, image_size=32, split="test")
-    model = keras_ae.KerasAEBackend.train(source, tmp_path / "model", preset="small", image_size=32, z_dim=32,
-                                          filters="8,8,16,16", epochs=3, batch_size=32, val_fraction=0.1, seed=0,
-                                          progress=False)
-    encode_to_store(model, source, tmp_path / "z.h5")
-    with open_store(tmp_path / "z.h5") as st:
+    model, source, store_path = celeba_tiny
+    with open_store(store_path) as st:
         z = st.read()
     assert z.shape == (len(source), 32)
     kurt = ((z - z.mean(0)) ** 4).mean(0) / z.var(0) ** 2 - 3
