@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     from latentscope import open_store
     from latentscope.backends import encode_to_store
     from latentscope.metrics import RegionEvaluation, evaluate_regions
-    from latentscope.metrics._regions import plot_regions, split_region_list
+    from latentscope.metrics._region_plots import plot_regions
+    from latentscope.samplers._spec import split_region_list
     from latentscope.samplers._plots import image_grid, save_png
 
     out = args.out
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     src = open_source(args.data or args.train, image_size=tuple(model.image_shape)[:2])
     real = src.read(0, min(len(src), args.n_real or args.n)).images
     say(f"real: {real.shape[0]} images from {src.spec} ({time.perf_counter() - t0:.0f} s)")
-    common = dict(n=args.n, real=real, seed=args.seed, kid_subsets=args.kid_subsets)
+    common = dict(n=args.n, real=real, rng=args.seed, kid_subsets=args.kid_subsets)
     rows, previews, ev = [], {}, None
     labels = split_region_list(args.regions)
     for i, label in enumerate(labels + ["<reference>"]):

@@ -83,7 +83,7 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
 
 
 def compare_knn(z: np.ndarray, structure: np.ndarray, k: int, seed: int) -> None:
-    from latentscope.filaments._knn import faiss_available, faiss_ivf_knn, forest_knn
+    from latentscope.neighbors import faiss_available, faiss_ivf_knn, forest_knn
 
     rng = np.random.default_rng(seed)
     qs = np.concatenate([rng.choice(np.flatnonzero(structure), 1000, replace=False),

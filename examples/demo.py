@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
                                  "--out", str(out / "samples" / region), "--overwrite"], timings)
     run("filaments", ["filaments", str(store), "--out", str(out / "filaments"), *seed,
                       "--backend", "keras-ae", "--model", str(model), "--overwrite"], timings)
-    run("evaluate", ["evaluate", "--backend", "keras-ae", "--model", str(model), "--store", str(store),
+    run("evaluate", ["evaluate", str(store), "--backend", "keras-ae", "--model", str(model),
                      "--data", data, "--regions", ",".join(eval_regions), "-n", str(n_eval), *seed, *eval_extra,
                      "--out", str(out / "evaluate"), "--overwrite"], timings)
     timings["total"] = time.perf_counter() - t_start

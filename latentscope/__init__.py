@@ -47,6 +47,8 @@ _LAZY = {
     "frechet_distance": "metrics", "FeatureStats": "metrics", "feature_stats": "metrics", "kid": "metrics",
     "precision_recall": "metrics", "density_coverage": "metrics", "memorisation": "metrics",
     "PixelPCAFeatures": "metrics", "evaluate_set": "metrics", "evaluate_regions": "metrics",
+    # the estimator base
+    "Estimator": "_estimator", "clone": "_estimator",
     # samplers, neighbours
     "make_sampler": "samplers", "all_samplers": "samplers", "load_sampler": "samplers",
     "landing_report": "samplers", "LandingReport": "samplers", "nearest_distances": "neighbors",

@@ -67,13 +67,22 @@ def check_is_fitted(obj: Any, attribute: str) -> None:
         raise NotFittedError(f"{type(obj).__name__} is not fitted yet; call fit(...) first.")
 
 
-def check_positive(value: Any, name: str, *, owner: str = "", strict: bool = True, integer: bool = False) -> Any:
-    """Check that ``value`` is a (strictly) positive number; return it."""
+def check_positive(
+    value: Any, name: str, *, owner: str = "", strict: bool = True, integer: bool = False, minimum: Any = None
+) -> Any:
+    """Check that ``value`` is a (strictly) positive number; return it.
+
+    With ``minimum``, check ``value >= minimum`` instead (a count of at least 1:
+    ``integer=True, minimum=1``; the message then reads "must be an integer >= 1").
+    """
     prefix = f"{owner}: " if owner else ""
     kind = "an integer" if integer else "a number"
     ok_type = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.integer, np.floating))
-    if isinstance(value, bool) or not ok_type or not np.isfinite(value) or (value <= 0 if strict else value < 0):
-        rel = "> 0" if strict else ">= 0"
+    if minimum is not None:
+        too_small, rel = (lambda v: v < minimum), f">= {minimum}"
+    else:
+        too_small, rel = ((lambda v: v <= 0), "> 0") if strict else ((lambda v: v < 0), ">= 0")
+    if isinstance(value, bool) or not ok_type or not np.isfinite(value) or too_small(value):
         raise InvalidParameterError(f"{prefix}{name} must be {kind} {rel}; got {value!r}.")
     return value
 

@@ -128,7 +128,8 @@ def test_component_stats_errors():
 @pytest.mark.parametrize("scale", [1e-12, 1e12])
 def test_component_stats_extreme_scales_use_float64(scale):
     # tiny or huge values switch pass 2 to float64: the statistics scale exactly with the data
-    from latentscope.analysis._passes import FirstPass, choose_precision, run_pass
+    from latentscope.analysis._passes import FirstPass, choose_precision
+    from latentscope.stream import run_pass
 
     X = np.random.default_rng(5).normal(size=(3000, 3)) * [1.0, 2.0, 0.5] + 1.0
     ref = ComponentStats().fit(X)

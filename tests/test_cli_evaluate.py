@@ -34,7 +34,7 @@ def _run(args, capsys):
 
 def _base(linear, out):
     model, store = linear
-    return ["evaluate", "--backend", "linear", "--model", model, "--store", store, "--out", out, "--no-progress"]
+    return ["evaluate", store, "--backend", "linear", "--model", model, "--out", out, "--no-progress"]
 
 
 @pytest.mark.slow
@@ -92,7 +92,7 @@ def test_cli_evaluate_model_and_store_must_agree(linear, tmp_path, capsys):
     other = tmp_path / "z8.h5"
     with create_store(other, 8, backend="linear") as s:
         s.append(np.zeros((30, 8), dtype=np.float32))
-    code, _, err = _run(["evaluate", "--backend", "linear", "--model", model, "--store", other, "--out", tmp_path / "x",
+    code, _, err = _run(["evaluate", other, "--backend", "linear", "--model", model, "--out", tmp_path / "x",
                          "--regions", "mvn", "-n", 20, "--no-progress"], capsys)
     assert code == 1
     assert err == ("error: the model's z_dim (12) differs from the store's (8); "

@@ -147,3 +147,21 @@ def test_folder_threaded_matches_serial(mixed_folder):
     threaded = [b for b in src.iter_batches(2, workers=3, prefetch=1)]
     np.testing.assert_array_equal(serial.images, np.concatenate([b.images for b in threaded]))
     assert [b.stop for b in threaded] == [2, 4, 6, 8, 9]
+
+
+def test_save_png_round_trips_through_the_folder_reader(tmp_path):
+    # the one PNG writer (also the samplers' and filaments' figures) writes pixels a folder source reads back
+    from latentscope.data._imageio import save_png
+    from latentscope.filaments import _plots as filament_plots
+    from latentscope.samplers import plots as sampler_plots
+
+    assert sampler_plots.save_png is save_png and filament_plots.save_png is save_png
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (20, 30, 3)).astype(np.uint8) for _ in range(3)]
+    paths = [save_png(im, tmp_path / "new" / "sub" / f"{i}.png") for i, im in enumerate(images)]
+    assert [p.name for p in paths] == ["0.png", "1.png", "2.png"]
+    src = FolderSource(tmp_path / "new", image_size=(20, 30), crop="none")
+    batch = src.read(workers=0)
+    assert list(batch.ids) == ["sub/0.png", "sub/1.png", "sub/2.png"]
+    np.testing.assert_array_equal(batch.images, np.stack(images))  # PNG is lossless; no resize at the same size
+    assert list(batch.attributes["label"]) == ["sub"] * 3

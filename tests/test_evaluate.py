@@ -10,7 +10,7 @@ import pytest
 from latentscope import create_store
 from latentscope.exceptions import BackendError, InvalidParameterError, SamplerError
 from latentscope.metrics import RegionEvaluation, RegionScores, evaluate_regions
-from latentscope.metrics._regions import parse_region_spec, split_region_list
+from latentscope.samplers._spec import parse_region_spec, split_region_list
 
 FAST = dict(kid_subsets=3, kid_subset_size=50)
 
@@ -31,7 +31,7 @@ def linear(tmp_path_factory):
 @pytest.fixture(scope="module")
 def table(linear):
     model, store = linear
-    return evaluate_regions(model, store, ["cube", "mvn", "gauss:scale=0.8"], n=120, seed=0, **FAST)
+    return evaluate_regions(model, store, ["cube", "mvn", "gauss:scale=0.8"], n=120, rng=0, **FAST)
 
 
 def test_evaluate_regions_ranks_the_cube_below_the_fitted_gaussian(table):
@@ -101,7 +101,7 @@ def test_evaluate_regions_tables(table):
 
 def test_evaluate_regions_scores_do_not_depend_on_the_other_regions(linear, table):
     model, store = linear
-    alone = evaluate_regions(model, store, ["mvn"], n=120, seed=0, reference=False, **FAST)
+    alone = evaluate_regions(model, store, ["mvn"], n=120, rng=0, reference=False, **FAST)
     assert alone.labels == ["mvn"]
     assert alone["mvn"].fd_latent == pytest.approx(table["mvn"].fd_latent, rel=1e-9)
     assert alone["mvn"].precision == table["mvn"].precision
@@ -116,7 +116,7 @@ def test_evaluate_regions_falls_back_to_decoded_store_points(linear, tmp_path):
     path = tmp_path / "nosource.h5"
     with create_store(path, z.shape[1], backend="linear", source="folder:/no/such/folder") as s:
         s.append(z)
-    ev = evaluate_regions(model, path, ["mvn"], n=60, seed=1, reference=False, pixel_pca=False, kid_subsets=0)
+    ev = evaluate_regions(model, path, ["mvn"], n=60, rng=1, reference=False, pixel_pca=False, kid_subsets=0)
     assert ev.real_kind == "decoded-store" and ev.real_spec == "store" and ev.n_real == 60
     assert np.isnan(ev["mvn"].fd_pixel) and np.isnan(ev["mvn"].kid_latent)
     assert "no real images" in ev.to_markdown()
@@ -129,7 +129,7 @@ def test_evaluate_regions_takes_real_images_and_sampler_objects(linear):
 
     real = open_source("synthetic:80?seed=5", image_size=(32, 32)).read(0, 80).images
     ev = evaluate_regions(model, store, [make_sampler("gauss", scale=0.5), "ellipse:level=0.9"], n=50, real=real,
-                          reference=False, seed=2, **FAST)
+                          reference=False, rng=2, **FAST)
     assert ev.labels == ["gauss:scale=0.5", "ellipse:level=0.9"]
     assert ev.real_spec == "array" and ev.n_real == 50
 
@@ -192,3 +192,16 @@ def test_region_evaluation_beats_needs_all_three():
     assert ev.winners("mvn") == []
     with pytest.raises(InvalidParameterError, match="metric must be one of"):
         ev.best("fid")
+
+
+def test_evaluate_regions_seed_is_a_deprecated_name_of_rng(linear):
+    # seed= still works, warns, and gives what rng= gives
+    model, store = linear
+    fast = dict(n=40, reference=False, pixel_pca=False, conv=False, manifold_space="latent", fragment_gate=False,
+                kid_subsets=0, memorisation_queries=0)
+    with pytest.warns(DeprecationWarning, match="seed= is deprecated; pass rng= instead"):
+        old = evaluate_regions(model, store, ["mvn"], seed=5, **fast)
+    new = evaluate_regions(model, store, ["mvn"], rng=5, **fast)
+    assert old["mvn"].fd_latent == new["mvn"].fd_latent and old.seed == new.seed == 5
+    with pytest.raises(InvalidParameterError, match="rng must be None, an integer >= 0"):
+        evaluate_regions(model, store, ["mvn"], rng=-1, **fast)

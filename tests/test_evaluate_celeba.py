@@ -22,7 +22,7 @@ def test_rule_precision_ranks_garbage_last_on_celeba(celeba_tiny):
 
     model, source, store_path = celeba_tiny
     ev = evaluate_regions(model, store_path, [*GARBAGE, *FITTED], n=200, real=source, kid_subsets=0,
-                          memorisation_queries=0, seed=0, region_options={"gmm": {"n_components": 3}})
+                          memorisation_queries=0, rng=0, region_options={"gmm": {"n_components": 3}})
     assert ev.manifold_space == "conv" and ev.meta["fragment_gate"] is True
     fitted = min(ev[r].precision for r in FITTED)
     for r in GARBAGE:

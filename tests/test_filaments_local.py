@@ -9,13 +9,13 @@ from hypothesis import strategies as st
 
 from latentscope.exceptions import InvalidParameterError
 from latentscope.filaments._detector import _unique_rows
-from latentscope.filaments._knn import (
+from latentscope.neighbors import (
     exact_knn,
     faiss_available,
     forest_knn,
     knn_graph,
-    resolve_knn_method,
 )
+from latentscope.neighbors import resolve_graph_engine as resolve_knn_method
 from latentscope.filaments._local import (
     benjamini_hochberg,
     empirical_pvalues,

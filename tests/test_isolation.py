@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-FRAMEWORKS = ("tensorflow", "keras", "torch", "jax")
+FRAMEWORKS = ("tensorflow", "keras", "torch", "jax", "onnxruntime", "dask", "zarr", "faiss")
 
 _PROBE = """
 import json, sys

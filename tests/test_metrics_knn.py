@@ -10,8 +10,9 @@ from scipy.spatial.distance import cdist
 
 from latentscope import create_store, open_store
 from latentscope.exceptions import InvalidParameterError
-from latentscope.metrics import _knn
-from latentscope.metrics._knn import ball_counts, knn_sqdist, kth_neighbour_sqdist, resolve_method
+from latentscope import neighbors as _knn
+from latentscope.neighbors import ball_counts, knn_sqdist, kth_neighbour_sqdist
+from latentscope.neighbors import resolve_engine as resolve_method
 
 
 def _brute_kth(x, ks):

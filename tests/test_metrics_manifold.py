@@ -121,3 +121,20 @@ def test_manifold_metrics_reject_bad_k():
         density_coverage(x, x, k=0)
     with pytest.raises(InvalidParameterError, match="same dimension"):
         precision_recall(x, np.zeros((4, 3)), k=1)
+
+
+def test_manifold_metrics_reuse_precomputed_real_radii_and_expose_the_inside_mask():
+    # one real set scored against several generated sets: passing its radii changes nothing
+    from latentscope.neighbors import kth_neighbour_sqdist
+
+    rng = np.random.default_rng(21)
+    real = np.exp(rng.normal(size=(400, 4)) * [1.0, 0.6, 0.3, 0.1])  # lognormal marginals
+    fake = rng.standard_t(3, size=(300, 4)) * 0.5 + 1.0
+    r3, r5 = kth_neighbour_sqdist(real, [3, 5])
+    plain = manifold_metrics(real, fake)
+    reused = manifold_metrics(real, fake, real_sqradii={3: r3, 5: r5})
+    assert plain == reused
+    inside = reused[0].fake_inside
+    assert inside.shape == (300,) and inside.dtype == bool and inside.mean() == reused[0].precision
+    with pytest.raises(InvalidParameterError, match="real_sqradii holds no radii for k = 5"):
+        manifold_metrics(real, fake, real_sqradii={3: r3})

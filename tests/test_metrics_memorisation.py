@@ -65,3 +65,22 @@ def test_memorisation_rejects_bad_arguments():
         memorisation(x, x, quantiles=(5,))
     with pytest.raises(InvalidParameterError, match="same dimension; got 3 and 2"):
         memorisation(x, np.zeros((4, 2)))
+
+
+def test_memorisation_faiss_engine_streams_a_store_path_like_the_exact_one(tmp_path):
+    # a store path is opened and streamed; the faiss engine finds the exact engine's neighbours
+    from latentscope.neighbors import faiss_available
+
+    if not faiss_available():
+        pytest.skip("faiss is not installed (the knn extra)")
+    rng = np.random.default_rng(8)
+    train = np.exp(rng.normal(size=(1500, 6)) * 0.7)  # lognormal marginals
+    with create_store(tmp_path / "t.h5", 6) as s:
+        s.append(train)
+    gen = np.exp(rng.normal(size=(300, 6)) * 0.7)
+    ex = memorisation(tmp_path / "t.h5", gen, n_train_queries=400, knn="exact", rng=3)
+    fa = memorisation(tmp_path / "t.h5", gen, n_train_queries=400, knn="faiss", rng=3)
+    assert fa.method == "faiss" and ex.method == "exact"
+    np.testing.assert_array_equal(fa.nearest_train_index, ex.nearest_train_index)
+    np.testing.assert_allclose(fa.train_nn_distance, ex.train_nn_distance, rtol=1e-12)
+    np.testing.assert_array_equal(fa.fraction_below, ex.fraction_below)

@@ -21,8 +21,7 @@ from latentscope.exceptions import (
 )
 from latentscope.store import FORMAT_VERSION, Block, ZStore, create_store, open_store
 from latentscope.store import _format as F
-from latentscope.store._recovery import _write_superblock, clear_status_flags, lookup3, read_superblock
-from latentscope.store._store import superblock_status
+from latentscope.store._recovery import _write_superblock, clear_status_flags, lookup3, read_superblock, superblock_status
 
 
 def _store(tmp_path: Path, z: np.ndarray, name: str = "z.h5", **kw) -> Path:

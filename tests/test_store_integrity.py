@@ -21,8 +21,7 @@ from latentscope.exceptions import StoreError, StoreFormatError, StoreFormatWarn
 from latentscope.store import _format as F
 from latentscope.store import check_store, create_store, export_npz, open_store, salvage_store
 from latentscope.store._integrity import pack_segments, parse_segments, sum64
-from latentscope.store._recovery import _write_superblock, read_superblock
-from latentscope.store._store import superblock_status
+from latentscope.store._recovery import _write_superblock, read_superblock, superblock_status
 
 Z_DIM, N_BATCH, BATCH = 16, 4, 500
 _CLI = (sys.executable, "-c", "import sys; from latentscope.cli import main; sys.exit(main())")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -11,15 +12,17 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_fraction
+from .._persist import _jsonable
+from .._validation import check_fraction, check_positive
 from ..exceptions import InvalidParameterError
+from ..stream import DEFAULT_MAX_BYTES, reading, run_pass, single_blas_thread
 from ._attributes import AttributeGroups, AttributeSplit, attribute_groups
-from ._base import ProgressFn, check_int, pass_progress
+from ._base import ProgressFn, pass_progress
 from ._boxes import BoundingBoxes
 from ._components import ComponentStats, check_pairs
 from ._core import CoreCovariance
 from ._correlations import Correlations
-from ._passes import DEFAULT_MAX_BYTES, FirstPass, SecondPass, numerical_rank, run_pass
+from ._passes import FirstPass, SecondPass, numerical_rank
 from ._pca import PCAFrame
 from ._radial import RadialDistribution, chi2_ppf
 
@@ -166,57 +169,42 @@ def analyze(
     progress : callable(pass_name, rows_done, rows_total), optional
     n_threads : int, optional
         Worker threads per pass (default: min(2, CPU count)).
-    max_bytes : int, default=4 MiB
+    max_bytes : int, default=DEFAULT_MAX_BYTES (64 MiB)
         Block budget; peak memory grows with it and with the thread count.
 
     Returns
     -------
     AnalysisResult
     """
-    from ..store import open_store
-
-    check_int(bins, "bins", "analyze", 1)
-    check_int(fine_bins, "fine_bins", "analyze", 16)
-    check_int(n_pairs, "n_pairs", "analyze", 0)
+    check_positive(bins, "bins", owner="analyze", integer=True, minimum=1)
+    check_positive(fine_bins, "fine_bins", owner="analyze", integer=True, minimum=16)
+    check_positive(n_pairs, "n_pairs", owner="analyze", integer=True, minimum=0)
     check_fraction(core_trim, "core_trim", owner="analyze")
     if n_threads is None:
         n_threads = max(1, min(2, os.cpu_count() or 1))
-    check_int(n_threads, "n_threads", "analyze", 1)
+    check_positive(n_threads, "n_threads", owner="analyze", integer=True, minimum=1)
     if quantiles is not None:
         from ._boxes import _check_quantiles
 
         quantiles = _check_quantiles(quantiles, "analyze")
     if figures and out_dir is None:
         figures = False
-    opened = None
-    if isinstance(source, (str, os.PathLike)):
-        source = opened = open_store(source)
-    import contextlib
-
-    from threadpoolctl import threadpool_limits
-
     # with several workers, BLAS runs single-threaded everywhere (also for eigh between the
     # passes): oversubscribed OpenBLAS threads spin and can be many times slower
-    limits = threadpool_limits(limits=1, user_api="blas") if n_threads > 1 else contextlib.nullcontext()
-    try:
-        with limits:
-            return _analyze(source, out_dir, bins=bins, fine_bins=fine_bins, pairs=pairs, n_pairs=n_pairs,
-                            pc_pairs=pc_pairs, by=by, by_threshold=by_threshold, labels=labels, quantiles=quantiles,
-                            core=core, core_trim=core_trim, core_max_iter=core_max_iter, core_tol=core_tol,
-                            figures=figures, progress=progress, n_threads=n_threads, max_bytes=max_bytes)
-    finally:
-        if opened is not None:
-            opened.close()
+    limits = single_blas_thread() if n_threads > 1 else contextlib.nullcontext()
+    with reading(source, owner="analyze") as src, limits:  # closes only a store opened here from a path
+        return _analyze(src, out_dir, bins=bins, fine_bins=fine_bins, pairs=pairs, n_pairs=n_pairs,
+                        pc_pairs=pc_pairs, by=by, by_threshold=by_threshold, labels=labels, quantiles=quantiles,
+                        core=core, core_trim=core_trim, core_max_iter=core_max_iter, core_tol=core_tol,
+                        figures=figures, progress=progress, n_threads=n_threads, max_bytes=max_bytes)
 
 
 def _analyze(source: Any, out_dir: Any, *, bins: int, fine_bins: int, pairs: Any, n_pairs: int, pc_pairs: Any,
              by: str | None, by_threshold: float | None, labels: Any, quantiles: Any, core: bool, core_trim: float,
              core_max_iter: int, core_tol: float, figures: bool, progress: ProgressFn | None, n_threads: int,
              max_bytes: int) -> AnalysisResult:
-    from ..stream import source_shape
-
     timings: dict[str, float] = {}
-    n, dim = source_shape(source)
+    n, dim = source.shape
     if n == 0:
         raise InvalidParameterError("analyze: the store has no rows; nothing to analyse.")
     if n < 2:
@@ -346,14 +334,3 @@ def _write(result: AnalysisResult, out: Path) -> None:
         result.files += [out / f"{stem}.json", out / f"{stem}.h5"]
     result.files.append(out / "summary.json")
 
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, np.generic):
-        return v.item()
-    return v

@@ -7,9 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import check_positive
 from ..exceptions import InvalidParameterError
-from ._base import Analysis, ProgressFn, check_int, pass_progress
-from ._passes import DEFAULT_MAX_BYTES, FirstPass, FirstPassResult, SecondPass, SecondPassResult, describe, numerical_rank, run_pass
+from ..stream import DEFAULT_MAX_BYTES, as_zsource, run_pass
+from ._base import Analysis, ProgressFn, pass_progress
+from ._passes import FirstPass, FirstPassResult, SecondPass, SecondPassResult, describe, numerical_rank
 from ._pca import PCAFrame
 
 __all__ = ["AttributeSplit", "AttributeGroups", "attribute_groups"]
@@ -54,23 +56,26 @@ class AttributeGroups:
 
 
 def _iter_labels(source: Any, attribute: str | None, labels: Any) -> Any:
-    from ..store import ZStore
-
-    if labels is not None:
-        lab = np.asarray(labels)
-        n = source.n_rows if isinstance(source, ZStore) else np.asarray(source).shape[0]
-        if lab.shape[:1] != (n,):
-            raise InvalidParameterError(f"AttributeSplit: labels must have one value per row ({n}); got shape {lab.shape}.")
-        yield lab
-        return
-    if not isinstance(source, ZStore):
-        raise InvalidParameterError("AttributeSplit: an array source needs labels=...; a store names a column.")
-    if attribute not in source.column_names:
-        raise InvalidParameterError(f"{source.path}: no column {attribute!r}; the store has: "
-                                    f"{', '.join(source.column_names) or 'none'}.")
-    step = 1 << 18
-    for lo in range(0, source.n_rows, step):
-        yield source.read_column(attribute, slice(lo, min(source.n_rows, lo + step)))
+    src = as_zsource(source, owner="AttributeSplit")
+    try:
+        if labels is not None:
+            lab = np.asarray(labels)
+            n = src.n_rows
+            if lab.shape[:1] != (n,):
+                raise InvalidParameterError(f"AttributeSplit: labels must have one value per row ({n}); got shape {lab.shape}.")
+            yield lab
+            return
+        if not src.is_store:
+            raise InvalidParameterError("AttributeSplit: an array source needs labels=...; a store names a column.")
+        names = src.store.column_names
+        if attribute not in names:
+            raise InvalidParameterError(f"{src.path}: no column {attribute!r}; the store has: {', '.join(names) or 'none'}.")
+        step = 1 << 18
+        for lo in range(0, src.n_rows, step):
+            yield src.column(attribute, slice(lo, min(src.n_rows, lo + step)))
+    finally:
+        if src is not source:
+            src.close()  # a store this call opened from a path
 
 
 def attribute_groups(source: Any, attribute: str | None, *, labels: Any = None, threshold: float | None = None) -> AttributeGroups:
@@ -122,7 +127,7 @@ class AttributeSplit(Analysis):
         Split a numeric attribute at this value instead of by distinct values.
     bins : int, default=100
     fine_bins : int, default=4096
-    max_bytes : int, default=4 MiB
+    max_bytes : int, default=DEFAULT_MAX_BYTES (64 MiB)
     n_threads : int, default=1
 
     Attributes
@@ -154,7 +159,6 @@ class AttributeSplit(Analysis):
     """
 
     _kind = "AttributeSplit"
-    _params = ("attribute", "threshold", "bins", "fine_bins", "max_bytes", "n_threads")
     _arrays = ("group_n", "group_mean", "group_std", "group_skewness", "group_excess_kurtosis", "group_median",
                "hist_edges", "group_hist_counts", "effect_size", "direction", "direction_pc_cosines",
                "projection_edges", "projection_counts", "projection_mean", "projection_std")
@@ -174,7 +178,7 @@ class AttributeSplit(Analysis):
 
     def fit(self, source: Any, *, labels: Any = None, progress: ProgressFn | None = None) -> "AttributeSplit":
         """Fit from a store (splitting by its column ``attribute``) or an array with ``labels``."""
-        check_int(self.bins, "bins", "AttributeSplit", 1)
+        check_positive(self.bins, "bins", owner="AttributeSplit", integer=True, minimum=1)
         groups = attribute_groups(source, self.attribute, labels=labels, threshold=self.threshold)
         column = self.attribute if labels is None else None
         G = groups.n_groups

@@ -1,4 +1,4 @@
-"""Shared behaviour of the analysis classes: parameters, repr, save and load."""
+"""Shared behaviour of the analysis classes: the estimator base, save and load."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .._estimator import Estimator
+from .._persist import load_state, save_state
 from .._validation import check_is_fitted
-from ..exceptions import InvalidParameterError
-from ._io import load_fitted, save_fitted
 
-__all__ = ["Analysis", "pass_progress", "check_int"]
+__all__ = ["Analysis", "pass_progress"]
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -21,12 +21,6 @@ def pass_progress(progress: ProgressFn | None, name: str) -> Callable[[int, int]
     if progress is None:
         return None
     return lambda done, total: progress(name, done, total)
-
-
-def check_int(value: Any, name: str, owner: str, lo: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise InvalidParameterError(f"{owner}: {name} must be an integer >= {lo}; got {value!r}.")
-    return int(value)
 
 
 def pairs_to_key(pairs: dict) -> dict[str, np.ndarray]:
@@ -48,37 +42,30 @@ def pairs_from_key(arrays: dict) -> dict:
     return out
 
 
-class Analysis:
-    """Mixin: keyword parameters, ``repr``, ``save``/``load`` of fitted attributes.
+class Analysis(Estimator):
+    """Base of the analysis classes: the estimator base plus ``save``/``load`` of fitted attributes.
 
-    Subclasses list their constructor parameters in ``_params``, their fitted array
-    attributes (without the trailing underscore) in ``_arrays`` and scalar ones in
-    ``_scalars``; ``_extra_arrays``/``_restore`` handle anything else.
+    Parameters come from the ``__init__`` signature (:class:`~latentscope._estimator.Estimator`).
+    Subclasses list their fitted array attributes (without the trailing underscore) in
+    ``_arrays`` and scalar ones in ``_scalars``; ``_extra_arrays``/``_restore`` handle
+    anything else.
     """
 
     _kind: str = ""
-    _params: tuple[str, ...] = ()
     _arrays: tuple[str, ...] = ()
     _scalars: tuple[str, ...] = ()
     _fitted_marker: str = "n_samples_seen_"
-
-    def get_params(self) -> dict[str, Any]:
-        """The constructor parameters."""
-        return {p: getattr(self, p) for p in self._params}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if not hasattr(v, "components_"))
-        return f"{type(self).__name__}({args})"
 
     def _check_fitted(self) -> None:
         check_is_fitted(self, self._fitted_marker)
 
     def _json_params(self) -> dict[str, Any]:
+        """The parameters that go into the JSON file (fitted inputs such as a ``frame`` do not)."""
         out = {}
         for k, v in self.get_params().items():
-            if hasattr(v, "components_") or hasattr(v, "iter_blocks"):
+            if isinstance(v, Estimator):
                 continue
-            out[k] = v.tolist() if isinstance(v, np.ndarray) else v
+            out[k] = v
         return out
 
     def _extra_arrays(self) -> dict[str, np.ndarray]:
@@ -97,18 +84,20 @@ class Analysis:
         arrays.update(self._extra_arrays())
         scalars = {s: getattr(self, s + "_", None) for s in self._scalars}
         scalars.update(self._extra_scalars())
-        save_fitted(path, self._kind, self._json_params(), scalars, arrays)
+        save_state(path, kind=self._kind, params=self._json_params(), scalars=scalars, arrays=arrays,
+                   cls=type(self).__name__)
 
     @classmethod
     def load(cls, path: str | Path):
         """Load an analysis written by :meth:`save`."""
-        params, scalars, arrays = load_fitted(path, cls._kind)
-        self = cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in params.items() if k in cls._params})
+        state = load_state(path, cls._kind)
+        names = cls._param_names()
+        self = cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in state.params.items() if k in names})
         for a in cls._arrays:
-            if a in arrays:
-                setattr(self, a + "_", arrays[a])
+            if a in state.arrays:
+                setattr(self, a + "_", state.arrays[a])
         for s in cls._scalars:
-            if s in scalars:
-                setattr(self, s + "_", scalars[s])
-        self._restore(scalars, arrays)
+            if s in state.scalars:
+                setattr(self, s + "_", state.scalars[s])
+        self._restore(state.scalars, state.arrays)
         return self

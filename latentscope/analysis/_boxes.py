@@ -7,11 +7,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .._estimator import Estimator
+from .._persist import load_state, save_state
 from .._validation import check_is_fitted
 from ..exceptions import InvalidParameterError
 from ..regions import Box, OrientedBox
-from ._io import load_fitted, save_fitted
-from ._passes import DEFAULT_MAX_BYTES, FirstPass, FrameCache, SecondPass, run_pass
+from ..stream import DEFAULT_MAX_BYTES, run_pass
+from ._passes import FirstPass, FrameCache, SecondPass
 from ._pca import PCAFrame
 
 __all__ = ["BoundingBoxes"]
@@ -98,7 +100,7 @@ class _Membership:
         return self
 
 
-class BoundingBoxes:
+class BoundingBoxes(Estimator):
     """Axis-aligned and PCA-aligned bounding boxes of a z-point cloud.
 
     The PCA-aligned box (the series' "PCA fragment") is an
@@ -124,7 +126,7 @@ class BoundingBoxes:
         default: fitted here from the same pass 1.
     bins : int, default=4096
         Fine histogram bins per axis for quantiles.
-    max_bytes : int, default=4 MiB
+    max_bytes : int, default=DEFAULT_MAX_BYTES (64 MiB)
         Block budget.
     n_threads : int, default=1
         Worker threads per pass.
@@ -157,9 +159,6 @@ class BoundingBoxes:
         self.bins = bins
         self.max_bytes = max_bytes
         self.n_threads = n_threads
-
-    def __repr__(self) -> str:
-        return f"BoundingBoxes(quantiles={self.quantiles!r}, pca={self.pca!r}, bins={self.bins!r})"
 
     def _validate(self) -> tuple[float, float] | None:
         q = _check_quantiles(self.quantiles, "BoundingBoxes")
@@ -255,18 +254,20 @@ class BoundingBoxes:
         """Save to ``path.json`` / ``path.h5`` (and the frame to ``path_pca.*``)."""
         check_is_fitted(self, "axis_box_")
         stem = Path(path)
-        save_fitted(stem, "BoundingBoxes", {"quantiles": self.quantiles, "bins": self.bins}, self.summary(),
-                    {"axis_lo": self.axis_box_.lo, "axis_hi": self.axis_box_.hi,
-                     "pca_origin": self.pca_box_.origin, "pca_axes": self.pca_box_.axes,
-                     "pca_lo": self.pca_box_.lo, "pca_hi": self.pca_box_.hi, "margin": np.asarray(self._margin)})
+        params = {k: v for k, v in self.get_params().items() if k != "pca"}  # the frame is saved beside
+        save_state(stem, kind="BoundingBoxes", params=params, scalars=self.summary(),
+                   arrays={"axis_lo": self.axis_box_.lo, "axis_hi": self.axis_box_.hi,
+                           "pca_origin": self.pca_box_.origin, "pca_axes": self.pca_box_.axes,
+                           "pca_lo": self.pca_box_.lo, "pca_hi": self.pca_box_.hi, "margin": np.asarray(self._margin)})
         self.pca_.save(stem.parent / (stem.name + "_pca"))
 
     @classmethod
     def load(cls, path: str | Path) -> "BoundingBoxes":
         """Load boxes written by :meth:`save`."""
         stem = Path(path)
-        params, scalars, arrays = load_fitted(stem, "BoundingBoxes")
-        self = cls(quantiles=params.get("quantiles"), bins=params.get("bins", 4096))
+        state = load_state(stem, "BoundingBoxes")
+        params, scalars, arrays = state.params, state.scalars, state.arrays
+        self = cls(**{k: v for k, v in params.items() if k in cls._param_names() and k != "pca"})
         self.axis_box_ = Box(arrays["axis_lo"], arrays["axis_hi"])
         self.pca_box_ = OrientedBox(arrays["pca_origin"], arrays["pca_axes"], arrays["pca_lo"], arrays["pca_hi"])
         self.pca_ = PCAFrame.load(stem.parent / (stem.name + "_pca"))

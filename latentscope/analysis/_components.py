@@ -7,18 +7,11 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtr
 
+from .._validation import check_positive
 from ..exceptions import InvalidParameterError
-from ._base import Analysis, ProgressFn, check_int, pairs_from_key, pairs_to_key, pass_progress
-from ._passes import (
-    DEFAULT_MAX_BYTES,
-    FirstPass,
-    FirstPassResult,
-    PairSpec,
-    SecondPass,
-    SecondPassResult,
-    describe,
-    run_pass,
-)
+from ..stream import DEFAULT_MAX_BYTES, run_pass
+from ._base import Analysis, ProgressFn, pairs_from_key, pairs_to_key, pass_progress
+from ._passes import FirstPass, FirstPassResult, PairSpec, SecondPass, SecondPassResult, describe
 
 __all__ = ["ComponentStats", "DEFAULT_LEVELS", "gaussian_ks_distance", "pair_density"]
 
@@ -93,7 +86,7 @@ class ComponentStats(Analysis):
         Also record 2-D densities (``pair_bins`` x ``pair_bins``) of these pairs of
         coordinates.
     pair_bins : int, default=64
-    max_bytes : int, default=4 MiB
+    max_bytes : int, default=DEFAULT_MAX_BYTES (64 MiB)
     n_threads : int, default=1
 
     Attributes
@@ -114,7 +107,6 @@ class ComponentStats(Analysis):
     """
 
     _kind = "ComponentStats"
-    _params = ("bins", "fine_bins", "quantiles", "frame", "pairs", "pair_bins", "max_bytes", "n_threads")
     _arrays = ("mean", "var", "std", "min", "max", "skewness", "excess_kurtosis", "quantile_levels", "quantiles",
                "hist_edges", "hist_counts", "fine_lo", "fine_hi", "fine_counts", "ks_distance")
     _scalars = ("n_samples_seen", "coordinates")
@@ -132,9 +124,9 @@ class ComponentStats(Analysis):
         self.n_threads = n_threads
 
     def _validate(self) -> None:
-        check_int(self.bins, "bins", "ComponentStats", 1)
-        check_int(self.fine_bins, "fine_bins", "ComponentStats", 16)
-        check_int(self.pair_bins, "pair_bins", "ComponentStats", 2)
+        check_positive(self.bins, "bins", owner="ComponentStats", integer=True, minimum=1)
+        check_positive(self.fine_bins, "fine_bins", owner="ComponentStats", integer=True, minimum=16)
+        check_positive(self.pair_bins, "pair_bins", owner="ComponentStats", integer=True, minimum=2)
         q = np.atleast_1d(np.asarray(self.quantiles, dtype=np.float64))
         if q.ndim != 1 or not np.all((q >= 0) & (q <= 1)):
             raise InvalidParameterError(f"ComponentStats: quantiles must be levels in [0, 1]; got {self.quantiles!r}.")

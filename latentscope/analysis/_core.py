@@ -24,19 +24,11 @@ from typing import Any, Callable
 import numpy as np
 from scipy.special import gammainc
 
-from .._validation import check_fraction
+from .._validation import check_fraction, check_positive
 from ..exceptions import InvalidParameterError
-from ..stream import CovarianceResult
-from ._base import Analysis, ProgressFn, check_int, pass_progress
-from ._passes import (
-    DEFAULT_MAX_BYTES,
-    FirstPass,
-    FrameCache,
-    SecondMoments,
-    choose_precision,
-    numerical_rank,
-    run_pass,
-)
+from ..stream import DEFAULT_MAX_BYTES, CovarianceResult, as_zsource, run_pass
+from ._base import Analysis, ProgressFn, pass_progress
+from ._passes import FirstPass, FrameCache, SecondMoments, choose_precision, numerical_rank
 from ._pca import PCAFrame
 from ._radial import chi2_ppf
 
@@ -50,16 +42,6 @@ _SHELLS = np.linspace(-0.03, 0.03, 25)
 
 class CoreConvergenceWarning(RuntimeWarning):
     """The core covariance stopped at ``max_iter`` before its C-steps reached a fixed point."""
-
-
-def _read_rows(source: Any, rows: np.ndarray) -> np.ndarray:
-    from ..store import ZStore
-
-    if isinstance(source, ZStore):
-        return source.read(rows).astype(np.float64)
-    if hasattr(source, "shape") and not isinstance(source, np.ndarray):
-        return np.asarray(source[rows], dtype=np.float64)
-    return np.asarray(source, dtype=np.float64)[rows]
 
 
 class _CStepPass:
@@ -168,7 +150,7 @@ class CoreCovariance(Analysis):
         Kept share h / n.
     max_iter : int, default=10
     tol : float, default=1e-3
-    max_bytes : int, default=4 MiB
+    max_bytes : int, default=DEFAULT_MAX_BYTES (64 MiB)
     n_threads : int, default=1
 
     Attributes
@@ -208,7 +190,6 @@ class CoreCovariance(Analysis):
     """
 
     _kind = "CoreCovariance"
-    _params = ("trim", "max_iter", "tol", "max_bytes", "n_threads")
     _arrays = ("mean", "covariance", "full_mean", "full_eigenvalues", "core_eigenvalues", "eigenvalue_ratio",
                "outer_asymmetry", "outer_skewness")
     _scalars = ("n_samples_seen", "rank", "mean_shift", "threshold", "consistency_factor", "small_sample_factor",
@@ -224,7 +205,7 @@ class CoreCovariance(Analysis):
 
     def _validate(self) -> None:
         check_fraction(self.trim, "trim", owner="CoreCovariance")
-        check_int(self.max_iter, "max_iter", "CoreCovariance", 1)
+        check_positive(self.max_iter, "max_iter", owner="CoreCovariance", integer=True, minimum=1)
         if not (isinstance(self.tol, (int, float, np.floating)) and self.tol > 0):
             raise InvalidParameterError(f"CoreCovariance: tol must be a number > 0; got {self.tol!r}.")
 
@@ -307,7 +288,7 @@ class CoreCovariance(Analysis):
             n = self.n_samples_seen_
             m = min(n, _SUBSAMPLE)
             rows = np.unique((np.arange(m) * (n / m)).astype(np.int64))
-            self._subsample = _read_rows(source, rows).astype(np.float32)
+            self._subsample = as_zsource(source, owner="CoreCovariance").take(rows).astype(np.float32)
         cache = FrameCache.from_frame(self._current, self._dtype)
         out = []
         for lo in range(0, self._subsample.shape[0], 2048):  # small temporaries: peak memory stays low

@@ -6,11 +6,12 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import check_positive
 from ..exceptions import InvalidParameterError
-from ..stream import CovarianceResult
-from ._base import Analysis, ProgressFn, check_int, pairs_from_key, pairs_to_key, pass_progress
+from ..stream import DEFAULT_MAX_BYTES, CovarianceResult, run_pass
+from ._base import Analysis, ProgressFn, pairs_from_key, pairs_to_key, pass_progress
 from ._components import check_pairs, pair_density
-from ._passes import DEFAULT_MAX_BYTES, FirstPass, FirstPassResult, PairSpec, SecondPass, SecondPassResult, run_pass
+from ._passes import FirstPass, FirstPassResult, PairSpec, SecondPass, SecondPassResult
 
 __all__ = ["Correlations", "confidence_ellipse", "chi2_2_radius"]
 
@@ -80,7 +81,7 @@ class Correlations(Analysis):
     density_bins : int, default=64
     abs_bins : int, default=50
         Bins of the |r| histogram on [0, 1].
-    max_bytes : int, default=4 MiB
+    max_bytes : int, default=DEFAULT_MAX_BYTES (64 MiB)
     n_threads : int, default=1
 
     Attributes
@@ -103,7 +104,6 @@ class Correlations(Analysis):
     """
 
     _kind = "Correlations"
-    _params = ("pairs", "n_pairs", "n_top", "levels", "density_bins", "abs_bins", "max_bytes", "n_threads")
     _arrays = ("mean", "covariance", "correlation", "abs_r_edges", "abs_r_counts", "top_pairs", "top_r", "pairs")
     _scalars = ("n_samples_seen", "abs_r_mean", "abs_r_median", "abs_r_max")
 
@@ -120,10 +120,10 @@ class Correlations(Analysis):
         self.n_threads = n_threads
 
     def _validate(self) -> None:
-        check_int(self.n_pairs, "n_pairs", "Correlations", 0)
-        check_int(self.n_top, "n_top", "Correlations", 0)
-        check_int(self.density_bins, "density_bins", "Correlations", 2)
-        check_int(self.abs_bins, "abs_bins", "Correlations", 1)
+        check_positive(self.n_pairs, "n_pairs", owner="Correlations", integer=True, minimum=0)
+        check_positive(self.n_top, "n_top", owner="Correlations", integer=True, minimum=0)
+        check_positive(self.density_bins, "density_bins", owner="Correlations", integer=True, minimum=2)
+        check_positive(self.abs_bins, "abs_bins", owner="Correlations", integer=True, minimum=1)
         lv = np.atleast_1d(np.asarray(self.levels, dtype=np.float64))
         if np.any((lv <= 0) | (lv >= 1)):
             raise InvalidParameterError(f"Correlations: levels must lie in (0, 1); got {self.levels!r}.")

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import check_positive
 from ..exceptions import InvalidParameterError, NonFiniteError
 from ._binning import (
     _CHUNK_COMPONENTS,
@@ -170,8 +171,7 @@ class FineHistogram:
             raise InvalidParameterError("FineHistogram: lo and hi must be finite.")
         if np.any(hi < lo):
             raise InvalidParameterError("FineHistogram: every hi must be >= its lo.")
-        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
-            raise InvalidParameterError(f"FineHistogram: groups must be an integer >= 1; got {groups!r}.")
+        check_positive(groups, "groups", owner="FineHistogram", integer=True, minimum=1)
         self.grow = bool(grow)
         self.groups = int(groups)
         self.lo, self.hi = _widen_degenerate(lo, hi)

@@ -27,14 +27,13 @@ import numpy as np
 
 from ..exceptions import InvalidParameterError, NonFiniteError
 from ..stream import Covariance, CovarianceResult
-from ._blocks import DEFAULT_MAX_BYTES, iter_source, run_pass
 from ._frame import FrameCache, choose_precision, numerical_rank
 from ._quantiles import FineHistogram, FineHistogramResult
 from ._sums import PowerSums, SecondMoments, describe
 
 __all__ = ["FirstPass", "FirstPassResult", "SecondPass", "SecondPassResult", "PairSpec",
            # re-exported helpers of the passes
-           "DEFAULT_MAX_BYTES", "run_pass", "iter_source", "FrameCache", "choose_precision", "numerical_rank",
+           "FrameCache", "choose_precision", "numerical_rank",
            "PowerSums", "SecondMoments", "describe"]
 
 

@@ -7,15 +7,16 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .._estimator import Estimator
+from .._persist import load_state, save_state
 from .._validation import check_is_fitted
 from ..exceptions import InvalidParameterError
-from ..stream import Covariance, CovarianceResult, run_reducers
-from ._io import load_fitted, save_fitted
+from ..stream import DEFAULT_MAX_BYTES, Covariance, CovarianceResult, run_reducers
 
 __all__ = ["PCAFrame"]
 
 
-class PCAFrame:
+class PCAFrame(Estimator):
     """Principal axes of a z-point cloud, computed exactly from its covariance.
 
     One streaming pass accumulates the mean and the float64 co-moment matrix; the
@@ -29,7 +30,7 @@ class PCAFrame:
     correlation : bool, default=False
         Diagonalise the correlation matrix instead of the covariance (components
         are standardised first).
-    max_bytes : int, default=64 MiB
+    max_bytes : int, default=DEFAULT_MAX_BYTES (64 MiB)
         Memory budget per block when fitting from a store.
 
     Attributes
@@ -59,13 +60,10 @@ class PCAFrame:
     np.float64(0.8)
     """
 
-    def __init__(self, *, n_components: int | None = None, correlation: bool = False, max_bytes: int = 64 << 20) -> None:
+    def __init__(self, *, n_components: int | None = None, correlation: bool = False, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.n_components = n_components
         self.correlation = correlation
         self.max_bytes = max_bytes
-
-    def __repr__(self) -> str:
-        return f"PCAFrame(n_components={self.n_components!r}, correlation={self.correlation!r})"
 
     def fit(self, source: Any, *, progress: Callable[[int, int], None] | None = None) -> "PCAFrame":
         """Fit from a :class:`~latentscope.store.ZStore` or an array of shape (n, z_dim)."""
@@ -152,20 +150,20 @@ class PCAFrame:
     def save(self, path: str | Path) -> None:
         """Save to ``path.json`` and ``path.h5``."""
         check_is_fitted(self, "components_")
-        save_fitted(
-            path, "PCAFrame",
-            {"n_components": self.n_components, "correlation": self.correlation},
-            {"n_samples_seen": self.n_samples_seen_, "effective_dimension": self.effective_dimension_,
-             "n_components_": self.n_components_},
-            {"mean": self.mean_, "scale": self.scale_, "components": self.components_,
-             "explained_variance": self.explained_variance_, "covariance": self.covariance_},
+        save_state(
+            path, kind="PCAFrame", params=self.get_params(),
+            scalars={"n_samples_seen": self.n_samples_seen_, "effective_dimension": self.effective_dimension_,
+                     "n_components_": self.n_components_},
+            arrays={"mean": self.mean_, "scale": self.scale_, "components": self.components_,
+                    "explained_variance": self.explained_variance_, "covariance": self.covariance_},
         )
 
     @classmethod
     def load(cls, path: str | Path) -> "PCAFrame":
         """Load a frame written by :meth:`save`."""
-        params, scalars, arrays = load_fitted(path, "PCAFrame")
-        self = cls(**params)
+        state = load_state(path, "PCAFrame")
+        scalars, arrays = state.scalars, state.arrays
+        self = cls(**{k: v for k, v in state.params.items() if k in cls._param_names()})
         self.mean_, self.scale_ = arrays["mean"], arrays["scale"]
         self.components_, self.explained_variance_ = arrays["components"], arrays["explained_variance"]
         self.covariance_ = arrays["covariance"]

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..exceptions import InvalidParameterError, NonFiniteError
+from ..stream import DEFAULT_MAX_BYTES, iter_array_blocks, source_shape
 from ._binning import _check_bins, _check_levels, aligned_coarse, fine_edges, quantiles_from_counts
 from ._histogram import FineHistogram, FineHistogramResult
 
@@ -34,7 +35,7 @@ def streaming_quantiles(
     *,
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
     bins: int = 4096,
-    max_bytes: int = 4 << 20,
+    max_bytes: int = DEFAULT_MAX_BYTES,
     progress: Callable[[int, int], None] | None = None,
     return_histogram: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, FineHistogramResult]:
@@ -53,7 +54,7 @@ def streaming_quantiles(
         Applied to each block first (e.g. ``pca.transform``): quantiles of the
         transformed coordinates.
     bins : int, default=4096
-    max_bytes : int, default=4 MiB
+    max_bytes : int, default=DEFAULT_MAX_BYTES (64 MiB)
         Block size budget.
     progress : callable(rows_done, rows_total), optional
         Called after each block of each pass (rows of both passes count).
@@ -72,8 +73,6 @@ def streaming_quantiles(
     >>> bool(np.allclose(q, np.quantile(Z, [0.5], axis=0), atol=0.01))
     True
     """
-    from ..stream import iter_array_blocks, source_shape
-
     levels = _check_levels(qs, "streaming_quantiles")
     bins = _check_bins(bins, "streaming_quantiles")
     n, _ = source_shape(source)

@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 from scipy.special import gammainc, gammaincinv, gammaln
 
-from .._validation import check_rng
+from .._validation import check_positive, check_rng
 from ..exceptions import InvalidParameterError
-from ._base import Analysis, ProgressFn, check_int, pass_progress
-from ._passes import DEFAULT_MAX_BYTES, FirstPass, FirstPassResult, SecondPass, SecondPassResult, run_pass
+from ..stream import DEFAULT_MAX_BYTES, run_pass
+from ._base import Analysis, ProgressFn, pass_progress
+from ._passes import FirstPass, FirstPassResult, SecondPass, SecondPassResult
 from ._pca import PCAFrame
 from ._quantiles import FineHistogramResult
 
@@ -43,7 +44,7 @@ def chi2_ppf(p: float, dof: int) -> float:
 
 
 def _check_dim(dim: Any, owner: str) -> int:
-    return check_int(dim, "dim", owner, 1)
+    return int(check_positive(dim, "dim", owner=owner, integer=True, minimum=1))
 
 
 class RadiusReference:
@@ -57,7 +58,7 @@ class RadiusReference:
 
     def sample(self, n: int, rng: Any = None) -> np.ndarray:
         """Lengths of ``n`` vectors drawn from the generator (Monte Carlo)."""
-        n = check_int(n, "n", type(self).__name__, 0)
+        n = int(check_positive(n, "n", owner=type(self).__name__, integer=True, minimum=0))
         gen = check_rng(rng)
         out = np.empty(n)
         for lo in range(0, n, _SAMPLE_CHUNK):
@@ -305,7 +306,7 @@ class RadialDistribution(Analysis):
     bins : int, default=100
     fine_bins : int, default=4096
     quantiles : sequence of float, default=(0.01, 0.5, 0.99)
-    max_bytes : int, default=4 MiB
+    max_bytes : int, default=DEFAULT_MAX_BYTES (64 MiB)
     n_threads : int, default=1
 
     Attributes
@@ -335,7 +336,6 @@ class RadialDistribution(Analysis):
     """
 
     _kind = "RadialDistribution"
-    _params = ("bins", "fine_bins", "quantiles", "max_bytes", "n_threads")
     _scalars = ("n_samples_seen", "z_dim", "rank", "cube_halfwidth", "origin_distance", "origin_mahalanobis",
                 "fraction_closer_than_origin", "fraction_closer_than_origin_euclidean", "chi_fraction_below_origin")
 
@@ -349,7 +349,7 @@ class RadialDistribution(Analysis):
 
     def fit(self, source: Any, *, progress: ProgressFn | None = None) -> "RadialDistribution":
         """Fit from a :class:`~latentscope.store.ZStore` or an array of shape (n, dim)."""
-        check_int(self.bins, "bins", "RadialDistribution", 1)
+        check_positive(self.bins, "bins", owner="RadialDistribution", integer=True, minimum=1)
         first = run_pass(source, FirstPass, max_bytes=self.max_bytes, progress=pass_progress(progress, "pass 1"),
                          n_threads=self.n_threads).result()
         if first.n < 2:
@@ -361,7 +361,8 @@ class RadialDistribution(Analysis):
         return self._from_passes(first, frame, second)
 
     def fine_bins_(self) -> int:
-        return int(-(-check_int(self.fine_bins, "fine_bins", "RadialDistribution", 16) // 4) * 4)
+        fine = int(check_positive(self.fine_bins, "fine_bins", owner="RadialDistribution", integer=True, minimum=16))
+        return -(-fine // 4) * 4
 
     def _from_passes(self, first: FirstPassResult, frame: PCAFrame, second: SecondPassResult) -> "RadialDistribution":
         from ._passes import numerical_rank

@@ -18,9 +18,10 @@ from typing import Any, Iterator
 import numpy as np
 from scipy.stats import f as f_dist
 
+from .._estimator import Estimator
 from .._validation import check_fraction, check_is_fitted, check_positive, check_rng
 from ..exceptions import InvalidParameterError
-from ..stream import Covariance, iter_array_blocks, source_shape
+from ..stream import DEFAULT_MAX_BYTES, Covariance, iter_array_blocks, source_shape
 from ._frame import numerical_rank
 from ._pca import PCAFrame
 
@@ -51,7 +52,7 @@ def hotelling_bound(level: float, n: int, p: int) -> float:
     return float(p * (n - 1) * (n + 1) / (n * (n - p)) * f_dist.ppf(level, p, n - p))
 
 
-class HeldOutWhitening:
+class HeldOutWhitening(Estimator):
     """Whitening (mean, PCA axes, variances) of the fit rows; held-out rows kept apart.
 
     Parameters
@@ -60,7 +61,7 @@ class HeldOutWhitening:
         Held-out rows; at most ``holdout_share`` of the data, and never so many
         that the fit rows fall below ``z_dim + 2``.
     holdout_share : float, default=1/3
-    max_bytes : int, default=64 MiB
+    max_bytes : int, default=DEFAULT_MAX_BYTES (64 MiB)
         Memory budget per block.
 
     Attributes
@@ -88,7 +89,7 @@ class HeldOutWhitening:
     True
     """
 
-    def __init__(self, *, n_holdout: int = 2000, holdout_share: float = 1 / 3, max_bytes: int = 64 << 20) -> None:
+    def __init__(self, *, n_holdout: int = 2000, holdout_share: float = 1 / 3, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.n_holdout = n_holdout
         self.holdout_share = holdout_share
         self.max_bytes = max_bytes

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .._validation import check_positive
 from ..exceptions import BackendError, DataSourceError, InvalidParameterError, StoreError
 from ._protocol import preferred_batch_size, training_image_cache
 
@@ -208,15 +209,11 @@ def encode_to_store(
         if not hasattr(backend, attr):
             raise InvalidParameterError(f"encode_to_store: backend must implement the Backend protocol; "
                                         f"{type(backend).__name__} has no {attr!r}.")
-    if batch_size is None:
-        batch_size = preferred_batch_size(backend, "encode")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise InvalidParameterError(f"encode_to_store: batch_size must be an integer >= 1; got {batch_size!r}.")
+    batch_size = preferred_batch_size(backend, "encode", batch_size, owner="encode_to_store")
     if commit_rows is None:
         commit = max(int(batch_size), COMMIT_ROWS)
-    elif isinstance(commit_rows, bool) or not isinstance(commit_rows, (int, np.integer)) or commit_rows < 1:
-        raise InvalidParameterError(f"encode_to_store: commit_rows must be an integer >= 1; got {commit_rows!r}.")
     else:
+        check_positive(commit_rows, "commit_rows", owner="encode_to_store", integer=True, minimum=1)
         commit = int(commit_rows)
     size = tuple(int(s) for s in backend.image_shape[:2])
     src: ImageSource = open_source(source, image_size=size, strict=bool(strict))

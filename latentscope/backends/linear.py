@@ -12,26 +12,36 @@ import datetime as _dt
 import hashlib
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from .._validation import check_rng
+from .._validation import SeedLike, check_positive, check_rng
 from .._version import __version__
 from ..exceptions import BackendError, DataSourceError, InvalidParameterError
+from ._protocol import preferred_batch_size
 
 __all__ = ["LinearBackend"]
 
 _FORMAT_VERSION = 1
 _CONFIG = "config.json"
 _WEIGHTS = "model.npz"
+#: Marks a ``seed=`` that was not given (the deprecated name of ``rng``).
+_UNSET: Any = object()
+
+
+def _rng_of(rng: SeedLike, seed: Any, owner: str) -> np.random.Generator:
+    """``rng`` as a Generator; the deprecated ``seed=`` still works (DeprecationWarning)."""
+    if seed is not _UNSET:
+        warnings.warn(f"{owner}: seed= is deprecated; pass rng= instead.", DeprecationWarning, stacklevel=3)
+        rng = seed
+    return check_rng(rng)
 
 
 def _check_int(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise InvalidParameterError(f"LinearBackend: {name} must be an integer >= {low}; got {value!r}.")
-    return int(value)
+    return int(check_positive(value, name, owner="LinearBackend", integer=True, minimum=low))
 
 
 class _Pixels:
@@ -73,11 +83,9 @@ def _orthonormal(Y: np.ndarray) -> np.ndarray:
     threads on a busy machine they spin and wait for one another (measured: 0.5 s
     threaded against 1 ms single-threaded for 768 x 22), so the QR runs in one thread.
     """
-    try:
-        from threadpoolctl import threadpool_limits  # installed with scikit-learn
-    except ImportError:  # pragma: no cover - depends on the environment
-        return np.linalg.qr(Y)[0]
-    with threadpool_limits(limits=1, user_api="blas"):
+    from ..stream import single_blas_thread  # noqa: PLC0415 - the one BLAS-thread policy
+
+    with single_blas_thread():
         return np.linalg.qr(Y)[0]
 
 
@@ -209,8 +217,8 @@ class LinearBackend:
 
     @classmethod
     def fit(cls, source: Any, *, z_dim: int = 64, image_size: Any = None, batch_size: int = 256, n_iter: int = 6,
-            oversample: int = 16, seed: Any = 0, max_cache_bytes: int = 2 << 30, workers: int | None = None,
-            progress: bool | Callable[[int, int], None] | None = None) -> "LinearBackend":
+            oversample: int = 16, rng: SeedLike = 0, max_cache_bytes: int = 2 << 30, workers: int | None = None,
+            progress: bool | Callable[[int, int], None] | None = None, seed: Any = _UNSET) -> "LinearBackend":
         """Fit the PCA on an image source and return the model (nothing is saved).
 
         Parameters
@@ -223,18 +231,22 @@ class LinearBackend:
         image_size : int or (height, width), optional
             Resize the source's images to this size (default: the source's size).
         batch_size : int, default=256
+            Images read from the source at a time.
         n_iter : int, default=6
             Passes of subspace iteration over the images (each pass reads them once;
             images are kept in memory as uint8 when they fit ``max_cache_bytes``).
         oversample : int, default=16
             Extra axes iterated along with the ``z_dim`` kept, for accuracy.
-        seed : int, Generator or None, default=0
-            Seed of the random start of the iteration.
+        rng : int, SeedSequence, Generator or None, default=0
+            Random start of the iteration (normalised with
+            :func:`latentscope._validation.check_rng`).
         max_cache_bytes : int, default=2 GiB
         workers : int, optional
             Decoder threads of the source.
         progress : bool or callable(done, total), default=None
             True shows a progress bar on stderr; a callable is called after each pass.
+        seed : int, Generator or None
+            Deprecated name of ``rng`` (DeprecationWarning).
         """
         from ..data import open_source
 
@@ -242,7 +254,7 @@ class LinearBackend:
         batch_size = _check_int(batch_size, "batch_size", 1)
         n_iter = _check_int(n_iter, "n_iter", 1)
         oversample = _check_int(oversample, "oversample", 0)
-        rng = check_rng(seed)
+        rng = _rng_of(rng, seed, "LinearBackend.fit")
         if isinstance(source, str) or image_size is not None:
             src = open_source(source, image_size=image_size if image_size is not None else getattr(source, "image_size", (96, 96)))
         else:
@@ -266,9 +278,12 @@ class LinearBackend:
 
     @classmethod
     def train(cls, source: Any, out_dir: str | Path, *, z_dim: int = 64, image_size: Any = None, batch_size: int = 256,
-              n_iter: int = 6, seed: Any = 0, overwrite: bool = False, workers: int | None = None,
-              progress: bool | Callable[[int, int], None] | None = None) -> "LinearBackend":
+              n_iter: int = 6, rng: SeedLike = 0, overwrite: bool = False, workers: int | None = None,
+              progress: bool | Callable[[int, int], None] | None = None, seed: Any = _UNSET) -> "LinearBackend":
         """Fit the PCA (see :meth:`fit`) and save the model to ``out_dir``.
+
+        ``rng`` seeds the random start of the iteration (``seed=`` is its deprecated
+        name); the other parameters are those of :meth:`fit`.
 
         Raises
         ------
@@ -278,19 +293,22 @@ class LinearBackend:
         out = Path(out_dir)
         if (out / _CONFIG).exists() and not overwrite:
             raise BackendError(f"{out}: already holds a model; pass overwrite=True (CLI: --overwrite) to replace it.")
-        model = cls.fit(source, z_dim=z_dim, image_size=image_size, batch_size=batch_size, n_iter=n_iter, seed=seed,
+        rng = _rng_of(rng, seed, "LinearBackend.train")
+        model = cls.fit(source, z_dim=z_dim, image_size=image_size, batch_size=batch_size, n_iter=n_iter, rng=rng,
                         workers=workers, progress=progress)
         model.save(out)
         return model
 
-    def encode(self, images: Any, *, batch_size: int = 256) -> np.ndarray:
-        """Project uint8 images of shape (n, h, w, 3) to float32 z-points (n, z_dim)."""
+    def encode(self, images: Any, *, batch_size: int | None = None) -> np.ndarray:
+        """Project uint8 images of shape (n, h, w, 3) to float32 z-points (n, z_dim).
+
+        ``batch_size`` rows at a time (default: :func:`~latentscope.backends.preferred_batch_size`, 256)."""
         images = np.asarray(images)
         if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
             raise InvalidParameterError(
                 f"LinearBackend.encode: images must have shape (n, {', '.join(map(str, self.image_shape))}); got {images.shape}."
             )
-        batch_size = _check_int(batch_size, "batch_size", 1)
+        batch_size = preferred_batch_size(self, "encode", batch_size, owner="LinearBackend")
         n = images.shape[0]
         flat = images.reshape(n, -1)
         out = np.empty((n, self.z_dim), dtype=np.float32)
@@ -302,12 +320,14 @@ class LinearBackend:
             np.matmul(x, comps_t, out=out[lo : lo + batch_size])
         return out
 
-    def decode(self, z: Any, *, batch_size: int = 256) -> np.ndarray:
-        """Map z-points (n, z_dim) back to uint8 images (n, h, w, 3), clipped to [0, 255]."""
+    def decode(self, z: Any, *, batch_size: int | None = None) -> np.ndarray:
+        """Map z-points (n, z_dim) back to uint8 images (n, h, w, 3), clipped to [0, 255].
+
+        ``batch_size`` rows at a time (default: :func:`~latentscope.backends.preferred_batch_size`, 256)."""
         z = np.asarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise InvalidParameterError(f"LinearBackend.decode: z must have shape (n, {self.z_dim}); got {z.shape}.")
-        batch_size = _check_int(batch_size, "batch_size", 1)
+        batch_size = preferred_batch_size(self, "decode", batch_size, owner="LinearBackend")
         out = np.empty((z.shape[0], self.mean.shape[0]), dtype=np.uint8)
         for lo in range(0, z.shape[0], batch_size):
             x = z[lo : lo + batch_size] @ self.components

@@ -7,27 +7,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ._common import NoProgress, Overwrite, progress_disabled
+from ._common import NoProgress, Overwrite, Progress, check_out, parse_pairs
 
-__all__ = ["register", "parse_pairs", "parse_quantiles"]
-
-
-def parse_pairs(values: list[str] | None) -> list[tuple[int, int]] | None:
-    """``["0,1", "5,9"]`` or ``["0,1 5,9"]`` (also ``;``-separated) -> [(0, 1), (5, 9)]."""
-    from ..exceptions import InvalidParameterError
-
-    if not values:
-        return None
-    out = []
-    for text in values:
-        for item in text.replace(";", " ").split():
-            parts = item.split(",")
-            try:
-                i, j = (int(p) for p in parts)
-            except ValueError:
-                raise InvalidParameterError(f"--pairs: each pair must be 'i,j' with integers; got {item!r}.") from None
-            out.append((i, j))
-    return out
+__all__ = ["register", "analyze_cmd", "parse_pairs", "parse_quantiles"]
 
 
 def parse_quantiles(text: str) -> tuple[float, float] | None:
@@ -43,74 +25,43 @@ def parse_quantiles(text: str) -> tuple[float, float] | None:
     return lo, hi
 
 
-class _Bars:
-    """One tqdm bar per streaming pass."""
+def analyze_cmd(
+    store: Annotated[Path, typer.Argument(help="The z-point store (HDF5) to analyse.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for results, figures and index.html.")],
+    bins: Annotated[int, typer.Option("--bins", min=1, help="Bins of the component histograms.")] = 100,
+    pairs: Annotated[Optional[list[str]], typer.Option(
+        "--pairs", help="A component pair I,J for the 2-D densities; repeat it, e.g. --pairs 0,1 --pairs 5,9 "
+                        "(default: the most correlated pairs).")] = None,
+    by: Annotated[Optional[str], typer.Option("--by", help="Store column to split the statistics by, e.g. Smiling.")] = None,
+    by_threshold: Annotated[Optional[float], typer.Option(
+        "--by-threshold", help="Split a numeric --by column at this value.")] = None,
+    quantiles: Annotated[str, typer.Option(
+        "--quantiles", help="Quantile bounds 'lo,hi' of the second pair of bounding boxes, or 'none'.")] = "0.005,0.995",
+    no_core: Annotated[bool, typer.Option("--no-core", help="Skip the core covariance (its extra passes).")] = False,
+    core_trim: Annotated[float, typer.Option("--core-trim", help="Kept share of the core (MCD concentration steps).")] = 0.9,
+    no_figures: Annotated[bool, typer.Option("--no-figures", help="Write results only, no PNGs or index.html.")] = False,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Worker threads per pass.")] = None,
+    no_progress: NoProgress = False,
+    overwrite: Overwrite = False,
+) -> None:
+    """Run every analysis of the blog series on STORE (two streaming passes plus the core)."""
+    from ..analysis import analyze
+    from ..store import open_store
 
-    def __init__(self, disabled: bool) -> None:
-        self.disabled = disabled
-        self.bar = None
-        self.name = None
-        self.done = 0
-
-    def __call__(self, name: str, done: int, total: int) -> None:
-        if self.disabled:
-            return
-        if name != self.name:
-            self.close()
-            import sys
-
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, desc=name, unit="rows", unit_scale=True, file=sys.stderr, dynamic_ncols=True)
-            self.name, self.done = name, 0
-        self.bar.update(done - self.done)
-        self.done = done
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+    # analyze() replaces the stale results of an earlier run itself
+    check_out(out, ("summary.json",), overwrite=overwrite)
+    pair_list = parse_pairs(pairs)
+    q = parse_quantiles(quantiles)
+    with open_store(store) as zs, Progress(no_progress=no_progress) as progress:
+        res = analyze(zs, out, bins=bins, pairs=pair_list, by=by, by_threshold=by_threshold, quantiles=q,
+                      core=not no_core, core_trim=core_trim, figures=not no_figures, progress=progress,
+                      n_threads=threads)
+    _print_summary(res, out, figures=not no_figures)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("analyze")
-    def analyze_cmd(
-        store: Annotated[Path, typer.Argument(help="The z-point store (HDF5) to analyse.")],
-        out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for results, figures and index.html.")],
-        bins: Annotated[int, typer.Option("--bins", min=1, help="Bins of the component histograms.")] = 100,
-        pairs: Annotated[Optional[list[str]], typer.Option(
-            "--pairs", help="Component pairs for 2-D densities, e.g. --pairs 0,1 --pairs 5,9 or --pairs '0,1 5,9' "
-                            "(default: the most correlated pairs).")] = None,
-        by: Annotated[Optional[str], typer.Option("--by", help="Store column to split the statistics by, e.g. Smiling.")] = None,
-        by_threshold: Annotated[Optional[float], typer.Option(
-            "--by-threshold", help="Split a numeric --by column at this value.")] = None,
-        quantiles: Annotated[str, typer.Option(
-            "--quantiles", help="Quantile bounds 'lo,hi' of the second pair of bounding boxes, or 'none'.")] = "0.005,0.995",
-        no_core: Annotated[bool, typer.Option("--no-core", help="Skip the core covariance (its extra passes).")] = False,
-        core_trim: Annotated[float, typer.Option("--core-trim", help="Kept share of the core (MCD concentration steps).")] = 0.9,
-        no_figures: Annotated[bool, typer.Option("--no-figures", help="Write results only, no PNGs or index.html.")] = False,
-        threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Worker threads per pass.")] = None,
-        no_progress: NoProgress = False,
-        overwrite: Overwrite = False,
-    ) -> None:
-        """Run every analysis of the blog series on STORE (two streaming passes plus the core)."""
-        from ..analysis import analyze
-        from ..exceptions import InvalidParameterError
-        from ..store import open_store
-
-        if (out / "summary.json").exists() and not overwrite:
-            raise InvalidParameterError(f"{out}: holds an analysis already (summary.json); pass --overwrite to replace it.")
-        pair_list = parse_pairs(pairs)
-        q = parse_quantiles(quantiles)
-        bars = _Bars(progress_disabled(no_progress))
-        with open_store(store) as zs:
-            try:
-                res = analyze(zs, out, bins=bins, pairs=pair_list, by=by, by_threshold=by_threshold, quantiles=q,
-                              core=not no_core, core_trim=core_trim, figures=not no_figures, progress=bars,
-                              n_threads=threads)
-            finally:
-                bars.close()
-        _print_summary(res, out, figures=not no_figures)
+    """Add ``analyze`` to the ``latentscope`` app."""
+    app.command("analyze")(analyze_cmd)
 
 
 def _print_summary(res: Any, out: Path, figures: bool) -> None:

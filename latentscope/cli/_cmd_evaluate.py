@@ -7,9 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import BatchSize, NoProgress, Overwrite, Seed, progress_bar, progress_callback
+from ._common import BatchSize, NoProgress, Overwrite, Progress, Seed, StoreOptionCommand, check_out, prepare_out
 
-__all__ = ["register", "OUTPUTS", "grid_filename"]
+__all__ = ["register", "evaluate_cmd", "OUTPUTS", "grid_filename"]
 
 #: Files written into --out (plus one grid per region under grids/).
 OUTPUTS = ("metrics.md", "metrics.csv", "metrics.json", "chart.png", "grids")
@@ -17,16 +17,15 @@ OUTPUTS = ("metrics.md", "metrics.csv", "metrics.json", "chart.png", "grids")
 
 def grid_filename(label: str) -> str:
     """A file name for a region label: ``"ellipse:level=0.9"`` -> ``"ellipse_level-0.9.png"``."""
-    import re
+    from ..samplers._spec import region_slug
 
-    safe = re.sub(r"[^A-Za-z0-9.+-]+", "_", label.replace("=", "-")).strip("_")
-    return (safe or "region") + ".png"
+    return region_slug(label) + ".png"
 
 
 def evaluate_cmd(
+    store: Annotated[Path, typer.Argument(help="The z-point store of the data (encoded with this model).")],
     backend: Annotated[str, typer.Option("--backend", help="Backend of the model (see: latentscope backends).")],
     model: Annotated[Path, typer.Option("--model", help="Saved model directory of that backend.")],
-    store: Annotated[Path, typer.Option("--store", help="The z-point store of the data (encoded with this model).")],
     out: Annotated[Path, typer.Option("--out", help="Output directory.")],
     regions: Annotated[str, typer.Option(
         "--regions",
@@ -50,7 +49,7 @@ def evaluate_cmd(
 ) -> None:
     """Compare samplers by the images they generate: FD, KID, precision/recall, density/coverage.
 
-    For every region: fit the sampler on the store, draw -n z-points, decode them with
+    For every region: fit the sampler on STORE, draw -n z-points, decode them with
     the model and score the images against real images. Latent-space scores compare the
     real images' codes with the generated z-points decoded and re-encoded; pixel-space
     scores use a PCA of the real images' pixels and a fixed random conv-net. The rule's precision
@@ -58,24 +57,22 @@ def evaluate_cmd(
     lies in the real random-conv manifold. Writes metrics.md, metrics.csv,
     metrics.json, chart.png and grids/REGION.png into --out. This reproduces the RAE
     paper's comparison of one fitted Gaussian (mvn) with a 10-component mixture (gmm).
+    The older spelling --store STORE still works (with a deprecation notice).
     """
     import json
-    import shutil
 
-    from ..backends import get_backend
+    from ..backends import get_backend, preferred_batch_size
     from ..data import open_source
-    from ..exceptions import StoreError
-    from ..metrics._regions import REFERENCE_REGION, _build_samplers, evaluate_regions, plot_regions
+    from ..metrics import evaluate_regions
+    from ..metrics._region_plots import plot_regions
+    from ..metrics._region_tables import REFERENCE_REGION
+    from ..metrics._regions import _build_samplers
     from ..samplers._plots import image_grid, save_png
     from ..store import open_store
 
     region_options = {"gmm": {"n_components": int(gmm_components)}}
     specs = _build_samplers(regions, region_options)  # one-line errors before anything heavy
-    if out.exists() and not out.is_dir():
-        raise StoreError(f"{out}: exists and is not a directory.")
-    present = [name for name in OUTPUTS if (out / name).exists()]
-    if present and not overwrite:
-        raise StoreError(f"{out}: already holds {present[0]}; pass --overwrite to replace the outputs.")
+    check_out(out, OUTPUTS, overwrite=overwrite)
     with open_store(store) as zs:
         bk = get_backend(backend).load(model)
         if int(bk.z_dim) != int(zs.z_dim):
@@ -85,15 +82,14 @@ def evaluate_cmd(
                                "use the model the store was encoded with.")
         recorded = zs.provenance.get("source")
         real = open_source(data, image_size=tuple(bk.image_shape)[:2]) if data is not None else None
-        for name in present:
-            p = out / name
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
-        out.mkdir(parents=True, exist_ok=True)
-        with progress_bar(len(specs) + 1 + int(reference), "evaluate", no_progress=no_progress, unit="steps") as bar:
+        # one batch size for the decode and re-encode calls: --batch-size, else the backend's decode choice
+        batch = preferred_batch_size(bk, "decode", batch_size, owner="--batch-size")
+        prepare_out(out, OUTPUTS, overwrite=overwrite)
+        with Progress("evaluate", total=len(specs) + 1 + int(reference), unit="steps", no_progress=no_progress) as bar:
             ev = evaluate_regions(
                 bk, zs, [label for label, _, _ in specs],
-                n=n, real=real, n_real=n_real, seed=seed, region_options=region_options, reference=reference,
-                kid_subsets=kid_subsets, batch_size=batch_size or 256, progress=progress_callback(bar),
+                n=n, real=real, n_real=n_real, rng=seed, region_options=region_options, reference=reference,
+                kid_subsets=kid_subsets, batch_size=batch, progress=bar,
             )
     (out / "metrics.md").write_text(ev.to_markdown())
     (out / "metrics.csv").write_text(ev.to_csv())
@@ -126,4 +122,4 @@ def evaluate_cmd(
 
 def register(app: typer.Typer) -> None:
     """Add ``evaluate`` to the ``latentscope`` app."""
-    app.command("evaluate")(evaluate_cmd)
+    app.command("evaluate", cls=StoreOptionCommand)(evaluate_cmd)

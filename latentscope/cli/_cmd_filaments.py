@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ._common import NoProgress, Overwrite, Seed, progress_bar
+from ._common import NoProgress, Overwrite, Progress, Seed, check_out, prepare_out
 
-__all__ = ["register"]
+__all__ = ["register", "filaments_cmd"]
 
-_STAGE_UNITS = {"graph": "pts", "statistics": "pts", "structures": "pts"}
 _OUTPUTS = ("filaments.json", "filaments.csv", "filaments.npz", "filaments_pcs.png", "statistics.png", "decoded")
 
 
@@ -24,7 +22,7 @@ def filaments_cmd(
     outer_k: Annotated[Optional[int], typer.Option("--outer-k", min=3, help="Larger scale K of the local contrast (default 4 k).")] = None,
     bandwidth: Annotated[str, typer.Option("--bandwidth", help="Jitter h of the null cloud in (0, 1], or 'auto' (the data's K-th neighbour distance).")] = "auto",
     min_members: Annotated[int, typer.Option("--min-members", min=1, help="Smallest filament reported.")] = 30,
-    knn: Annotated[str, typer.Option("--knn", help="kNN engine: auto, exact, forest or faiss-ivf.")] = "auto",
+    knn: Annotated[str, typer.Option("--knn", help="kNN engine: auto, exact, faiss, forest or faiss-ivf (see latentscope.neighbors).")] = "auto",
     backend: Annotated[Optional[str], typer.Option("--backend", help="Backend that decodes images along each filament.")] = None,
     model: Annotated[Optional[Path], typer.Option("--model", help="Model directory of the backend.")] = None,
     n_images: Annotated[int, typer.Option("--images", min=1, help="Decoded images per filament.")] = 10,
@@ -53,9 +51,7 @@ def filaments_cmd(
 
     if (backend is None) != (model is None):
         raise InvalidParameterError("--backend and --model go together: give both to decode images, or neither.")
-    existing = [name for name in _OUTPUTS if (out / name).exists()]
-    if existing and not overwrite:
-        raise StoreError(f"{out}: already holds {', '.join(existing)}; pass --overwrite to replace them.")
+    check_out(out, _OUTPUTS, overwrite=overwrite)
     bk = None
     if backend is not None:
         from ..backends import get_backend
@@ -74,21 +70,10 @@ def filaments_cmd(
             raise InvalidParameterError(f"--bandwidth: expected 'auto' or a number in (0, 1]; got {bandwidth!r}.") from None
     det = FilamentDetector(k=k, fdr=fdr, outer_k=outer_k, bandwidth=h, min_members=min_members, knn=knn,
                            on_nonfinite="skip", rng=seed)
-    with ExitStack() as stack:
-        bars: dict = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            bar = bars.get(stage)
-            if bar is None:
-                bar = bars[stage] = stack.enter_context(
-                    progress_bar(total, stage, no_progress=no_progress, unit=_STAGE_UNITS.get(stage, "it")))
-            if bar.total != total:
-                bar.total = total
-            bar.update(done - bar.n)
-
+    with Progress(unit="pts", no_progress=no_progress) as progress:  # stages: graph, statistics, structures
         det.fit(Z, progress=progress)
 
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_out(out, _OUTPUTS, overwrite=overwrite)
     summary = det.summary()
     summary["store"] = str(store)
     summary["columns_written"] = []

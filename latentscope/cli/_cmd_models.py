@@ -15,22 +15,31 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ._common import BatchSize, NoProgress, Overwrite, progress_bar, progress_callback, progress_disabled
+from ._common import NoProgress, Overwrite, Progress, progress_disabled
 
 __all__ = ["register"]
 
-#: CLI option -> keyword of Backend.train, in help order.
-_TRAIN_OPTIONS = {
-    "--epochs": "epochs",
-    "--batch-size": "batch_size",
-    "--z-dim": "z_dim",
-    "--preset": "preset",
-    "--filters": "filters",
-    "--image-size": "image_size",
-    "--resume": "resume",
-    "--seed": "seed",
-    "--overwrite": "overwrite",
+#: CLI option -> keywords of Backend.train that take it, in help order. ``--seed`` goes to
+#: ``rng`` where the backend's signature names it (the ``linear`` backend), else to
+#: ``seed`` (an integer seed that a Keras model keeps in its config).
+_TRAIN_OPTIONS: dict[str, tuple[str, ...]] = {
+    "--epochs": ("epochs",),
+    "--batch-size": ("batch_size",),
+    "--z-dim": ("z_dim",),
+    "--preset": ("preset",),
+    "--filters": ("filters",),
+    "--image-size": ("image_size",),
+    "--resume": ("resume",),
+    "--seed": ("rng", "seed"),
+    "--overwrite": ("overwrite",),
 }
+
+
+def _keyword(option: str, names: set[str], var_kw: bool) -> str | None:
+    """The keyword of ``Backend.train`` that takes ``option`` (None: not supported)."""
+    kws = _TRAIN_OPTIONS[option]
+    found = next((kw for kw in kws if kw in names), None)
+    return found if found is not None or not var_kw else kws[-1]
 
 
 def _parse_filters(text: str) -> tuple:
@@ -108,7 +117,7 @@ def train_cmd(
     data: Annotated[str, typer.Option("--data", help="Training images: celeba:PATH, folder:PATH, synthetic:N or h5:PATH[:DATASET].")],
     out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
     epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Training epochs.")] = None,
-    batch_size: BatchSize = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Images per training batch.")] = None,
     z_dim: Annotated[Optional[int], typer.Option("--z-dim", min=1, help="Latent dimension.")] = None,
     preset: Annotated[Optional[str], typer.Option("--preset", help="A backend preset (architecture/size bundle).")] = None,
     filters: Annotated[Optional[str], typer.Option("--filters", help="Filter counts, e.g. 64,64,128,128 (encoder) or ENC:DEC.")] = None,
@@ -153,12 +162,12 @@ def train_cmd(
     if overwrite:
         given["--overwrite"] = True
     names, var_kw = _accepted_options(cls.train)
-    unsupported = [opt for opt in given if not var_kw and _TRAIN_OPTIONS[opt] not in names]
+    unsupported = [opt for opt in given if _keyword(opt, names, var_kw) is None]
     if unsupported:
-        supported = [opt for opt, kw in _TRAIN_OPTIONS.items() if kw in names]
+        supported = [opt for opt in _TRAIN_OPTIONS if _keyword(opt, names, False) is not None]
         raise BackendError(f"backend {backend!r} does not support {', '.join(unsupported)} "
                            f"(it takes: {', '.join(supported) or 'no options'}).")
-    options = {_TRAIN_OPTIONS[opt]: value for opt, value in given.items()}
+    options = {_keyword(opt, names, var_kw): value for opt, value in given.items()}
     source = open_source(data, image_size=size or (96, 96), strict=strict, split=split)
     if var_kw or "progress" in names:
         # the backend draws its own progress on stderr; the CLI only switches it on or off
@@ -207,8 +216,8 @@ def encode_cmd(
     cls = _load_backend_class(backend, model)
     loaded = cls.load(model)
     source = open_source(data, image_size=tuple(loaded.image_shape)[:2], strict=strict, split=split)
-    with progress_bar(None, "encode", no_progress=no_progress, unit="img") as bar:
-        result = encode_to_store(loaded, source, out, batch_size=batch_size, progress=progress_callback(bar),
+    with Progress("encode", unit="img", no_progress=no_progress) as progress:
+        result = encode_to_store(loaded, source, out, batch_size=batch_size, progress=progress,
                                  overwrite=overwrite, strict=strict, workers=workers, from_cache=from_cache,
                                  commit_rows=commit_rows)
     verb = "resumed" if result.resumed else "wrote"

@@ -7,12 +7,14 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ._common import BatchSize, NoProgress, Overwrite, Seed, progress_bar
+from ._common import BatchSize, NoProgress, Overwrite, Progress, Seed, check_out, parse_pairs, prepare_out
 
-__all__ = ["register", "OPTION_TARGETS", "COMPARE_DEFAULTS"]
+__all__ = ["register", "sample_cmd", "compare_cmd", "OPTION_TARGETS"]
 
-#: CLI option -> {region: sampler parameter}. An option given for a region that is
-#: not listed is an error ("does not apply").
+#: CLI option -> {region: sampler parameter}: shorthands for the options of a region
+#: spec (``--level 0.9`` is ``--region ellipse:level=0.9``; the grammar lives in
+#: ``latentscope/samplers/_spec.py``). An option given for a region that is not listed
+#: is an error ("does not apply").
 OPTION_TARGETS: dict[str, dict[str, str]] = {
     "halfwidth": {"cube": "halfwidth"},
     "center": {r: "center" for r in ("cube", "ball", "shell", "normal")},
@@ -33,14 +35,6 @@ OPTION_TARGETS: dict[str, dict[str, str]] = {
     "endpoints": {"path": "endpoints"},
     "extent": {"path": "extent"},
     "method": {"path": "method"},
-}
-
-#: Options used by ``compare-samplers`` (radius-matched geometric generators).
-COMPARE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "cube": {"halfwidth": "match"},
-    "ball": {"radius": "match"},
-    "shell": {"radius": "match", "spread": "match"},
-    "normal": {"scale": "match"},
 }
 
 _OUTPUTS = ("samples.h5", "sampler.json", "sampler.npz", "landing.json", "landing.png", "grid.png", "images")
@@ -72,15 +66,9 @@ def _int_pair(text: str, name: str) -> tuple[int, int]:
     return i, j
 
 
-def _pairs_value(text: str) -> Any:
-    from ..exceptions import InvalidParameterError
-
-    if text in ("disjoint", "chain"):
-        return text
-    try:
-        return [_int_pair(p, "pairs") for p in text.split(";") if p.strip()]
-    except InvalidParameterError:
-        raise InvalidParameterError(f"--pairs must be 'disjoint', 'chain' or pairs like '0,1;2,3'; got {text!r}.") from None
+def _pairs_value(values: Any) -> Any:
+    """``--pairs``: ``disjoint``, ``chain`` or pairs ``I,J`` (the option repeated)."""
+    return parse_pairs(values, words=("disjoint", "chain"))
 
 
 def _quantile_value(q: float) -> tuple[float, float] | None:
@@ -123,28 +111,6 @@ def sampler_options(region: str, given: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _check_out(out: Path, overwrite: bool, names: tuple[str, ...]) -> list[str]:
-    """Refuse an output directory that holds earlier outputs (unless ``overwrite``)."""
-    from ..exceptions import StoreError
-
-    if out.exists() and not out.is_dir():
-        raise StoreError(f"{out}: exists and is not a directory.")
-    present = [n for n in names if (out / n).exists()]
-    if present and not overwrite:
-        raise StoreError(f"{out}: already holds {present[0]}; pass --overwrite to replace the outputs.")
-    return present
-
-
-def _prepare_out(out: Path, overwrite: bool, names: tuple[str, ...]) -> None:
-    """Remove the earlier outputs named in ``names`` (with ``overwrite``) and create ``out``."""
-    import shutil
-
-    for n in _check_out(out, overwrite, names):
-        p = out / n
-        shutil.rmtree(p) if p.is_dir() else p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-
-
 def _load_model(backend: Optional[str], model: Optional[Path], z_dim: int) -> Any:
     from ..backends import get_backend
     from ..exceptions import BackendError, InvalidParameterError
@@ -173,7 +139,9 @@ def _write_samples(path: Path, Z: Any, store: Any, sampler: Any, *, seed: int, r
 
 
 def _decode(bk: Any, Z: Any, batch_size: Optional[int]) -> Any:
-    return bk.decode(Z, batch_size=batch_size) if batch_size else bk.decode(Z)
+    from ..backends import preferred_batch_size
+
+    return bk.decode(Z, batch_size=preferred_batch_size(bk, "decode", batch_size, owner="--batch-size"))
 
 
 def _write_images(images: Any, out: Path, ncols: Optional[int] = None) -> Any:
@@ -189,15 +157,9 @@ def _write_images(images: Any, out: Path, ncols: Optional[int] = None) -> Any:
 
 def _describe(sampler: Any) -> str:
     """Short text of a sampler's non-default parameters and fitted sizes."""
-    import inspect
-
     import numpy as np
 
-    defaults = {p.name: p.default for p in inspect.signature(type(sampler).__init__).parameters.values()}
-    parts = []
-    for k, v in sampler.get_params().items():
-        if not isinstance(v, np.ndarray) and v != defaults.get(k):
-            parts.append(f"{k}={v}")
+    parts = [f"{k}={v}" for k, v in sampler._non_default_params().items() if not isinstance(v, np.ndarray)]
     for a in sampler._scalar_attrs:
         v = getattr(sampler, a, None)
         if isinstance(v, float) and a != "lower_bound_":
@@ -205,143 +167,160 @@ def _describe(sampler: Any) -> str:
     return ", ".join(parts)
 
 
+def sample_cmd(
+    store: Annotated[Path, typer.Argument(help="The z-point store (HDF5) of the data.")],
+    region: Annotated[str, typer.Option("--region", help="Sampler: cube, ball, shell, normal, box, gauss, mvn, pca-box, pca-gauss, ellipse, gmm, kde, path; optionally with parameters, NAME:KEY=VALUE[:KEY=VALUE] (e.g. ellipse:level=0.9).")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")],
+    n: Annotated[int, typer.Option("-n", "--n-samples", min=1, help="Number of z-points.")] = 64,
+    seed: Seed = 0,
+    halfwidth: Annotated[Optional[str], typer.Option(help="cube: half side b (> 0) or 'match' (the data's mean squared radius).")] = None,
+    center: Annotated[Optional[str], typer.Option(help="cube/ball/shell/normal: 'origin' or 'mean'.")] = None,
+    radius: Annotated[Optional[str], typer.Option(help="ball, shell: radius or 'match'.")] = None,
+    spread: Annotated[Optional[str], typer.Option(help="shell: radius spread or 'match'.")] = None,
+    scale: Annotated[Optional[str], typer.Option(help="normal: sd (or 'match'); gauss/mvn/pca-gauss: factor on the sds.")] = None,
+    quantile: Annotated[Optional[float], typer.Option(help="box/pca-box/pca-gauss: trim this quantile at each end (0 = min/max).")] = None,
+    shrink: Annotated[Optional[float], typer.Option(help="box/pca-box/pca-gauss: scale the box about its centre.")] = None,
+    components: Annotated[Optional[int], typer.Option(help="pca-box/pca-gauss/ellipse: vary only the first k principal axes.")] = None,
+    level: Annotated[Optional[float], typer.Option(help="ellipse: confidence level p of the 2-D ellipses.")] = None,
+    pairs: Annotated[Optional[list[str]], typer.Option(
+        help="ellipse: 'disjoint', 'chain', or a pair I,J of components (repeat it: --pairs 0,1 --pairs 2,3).")] = None,
+    k: Annotated[Optional[int], typer.Option("--k", help="gmm: number of mixture components.")] = None,
+    max_samples: Annotated[Optional[int], typer.Option(help="gmm: fit on this many random rows (0 = all).")] = None,
+    covariance: Annotated[Optional[str], typer.Option(help="mvn: 'full' or 'core'.")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="path: plane, pc, interp or pc-grid.")] = None,
+    plane: Annotated[Optional[str], typer.Option(help="path: 'i,j' coordinate plane (plane) or PC plane (pc-grid).")] = None,
+    axis: Annotated[Optional[int], typer.Option(help="path: principal axis (pc).")] = None,
+    endpoints: Annotated[Optional[str], typer.Option(help="path: store rows 'a,b' to interpolate (interp).")] = None,
+    extent: Annotated[Optional[float], typer.Option(help="path: half-length in standard deviations.")] = None,
+    method: Annotated[Optional[str], typer.Option(help="path: linear, slerp or slerp-mean (interp).")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="Backend that decodes the samples (see `latentscope backends`).")] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Saved model of that backend.")] = None,
+    batch_size: BatchSize = None,
+    n_reference: Annotated[int, typer.Option(min=2, help="Held-out data rows that calibrate the landing figures (at most a third of the data).")] = 2000,
+    no_progress: NoProgress = False,
+    overwrite: Overwrite = False,
+) -> None:
+    """Draw z-points from a region, measure where they land, and decode them."""
+    import json
+
+    import numpy as np
+
+    from ..samplers import LandingReference, make_sampler
+    from ..samplers._plots import plot_landing
+    from ..store import open_store
+
+    given = dict(halfwidth=halfwidth, center=center, radius=radius, spread=spread, scale=scale, quantile=quantile,
+                 shrink=shrink, components=components, level=level, pairs=pairs or None, k=k, max_samples=max_samples,
+                 covariance=covariance, mode=mode, plane=plane, axis=axis, endpoints=endpoints, extent=extent,
+                 method=method)
+    from ..exceptions import SamplerError
+    from ..samplers._spec import parse_region_spec
+
+    label = region.strip()
+    region, spec_opts = parse_region_spec(label)  # the one region grammar; the flags are shorthands
+    params = sampler_options(region, given)
+    twice = sorted(set(spec_opts) & set(params))
+    if twice:
+        raise SamplerError(f"--region {label!r} and a flag both set {twice[0]!r}; give it once.")
+    params = {**spec_opts, **params}
+    with open_store(store) as data:
+        bk = _load_model(backend, model, data.z_dim)
+        check_out(out, _OUTPUTS, overwrite=overwrite)
+        sampler = make_sampler(region, **params)
+        fit_rng, sample_rng, ref_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+        sampler.fit(data, rng=fit_rng)
+        Z = sampler.sample(n, rng=sample_rng)
+        prepare_out(out, _OUTPUTS, overwrite=overwrite)
+        stages = 3 if bk is not None else 2
+        with Progress(f"sample {region}", total=stages, unit="steps", no_progress=no_progress) as bar:
+            _write_samples(out / "samples.h5", Z, data, sampler, seed=seed, region=region)
+            sampler.save(out / "sampler")
+            bar.step()
+            ref = LandingReference(n_reference=n_reference).fit(data, rng=ref_rng)
+            report = ref.report(Z, name=label)
+            (out / "landing.json").write_text(json.dumps(report.to_dict(), indent=2))
+            plot_landing(report, out / "landing.png")
+            bar.step()
+            if bk is not None:
+                _write_images(_decode(bk, Z, batch_size), out)
+                bar.step()
+    typer.echo(
+        f"{label}: {n} z-points -> {out / 'samples.h5'}; {report.line()}"
+        + (f"; images -> {out / 'grid.png'}" if bk is not None else "")
+    )
+
+
+def compare_cmd(
+    store: Annotated[Path, typer.Argument(help="The z-point store (HDF5) of the data.")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")],
+    regions: Annotated[str, typer.Option(help="Comma-separated regions, each NAME or NAME:KEY=VALUE[:KEY=VALUE] (e.g. ellipse:level=0.9).")] = "cube,normal,gauss,mvn,pca-box,ellipse,gmm",
+    n: Annotated[int, typer.Option("-n", "--n-samples", min=1, help="Z-points per region.")] = 256,
+    seed: Seed = 0,
+    backend: Annotated[Optional[str], typer.Option(help="Backend that decodes the samples.")] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Saved model of that backend.")] = None,
+    grid_size: Annotated[int, typer.Option(min=1, help="Images per region in the grids.")] = 16,
+    batch_size: BatchSize = None,
+    n_reference: Annotated[int, typer.Option(min=2, help="Held-out data rows that calibrate the landing figures (at most a third of the data).")] = 2000,
+    no_progress: NoProgress = False,
+    overwrite: Overwrite = False,
+) -> None:
+    """Draw the same number of z-points from several regions and compare where they land."""
+    import numpy as np
+
+    from ..analysis import PCAFrame
+    from ..exceptions import SamplerError
+    from ..samplers import LandingReference, all_samplers
+    from ..samplers._plots import plot_image_grids, plot_radial_comparison
+    from ..samplers._tables import write_landing_tables
+    from ..store import open_store
+
+    from ..samplers._spec import MATCHED_OPTIONS, build_samplers, parse_region_spec, region_slug, split_region_list
+
+    labels = split_region_list(regions)
+    unknown = [r for r in labels if parse_region_spec(r)[0] not in all_samplers()]
+    if not labels or unknown:
+        raise SamplerError(f"--regions must list regions from: {', '.join(all_samplers())}; got {regions!r}.")
+    if len(set(labels)) != len(labels):
+        raise SamplerError(f"--regions lists a region twice: {regions!r}.")
+    specs = build_samplers(labels, defaults=MATCHED_OPTIONS, owner="compare-samplers")
+    names = [region_slug(label) for label in labels]  # output sub-directories
+    with open_store(store) as data:
+        bk = _load_model(backend, model, data.z_dim)
+        prepare_out(out, ("radial.png", "landing.md", "landing.csv", "landing.json", "grids.png", *names),
+                    overwrite=overwrite)
+        seeds = np.random.SeedSequence(seed).spawn(len(names) + 1)
+        reports, grids, subtitles, described = [], {}, {}, {}
+        with Progress("compare-samplers", total=len(names) + 1, unit="regions", no_progress=no_progress) as bar:
+            ref = LandingReference(n_reference=n_reference).fit(data, rng=np.random.default_rng(seeds[0]))
+            pca = PCAFrame().fit(data)
+            bar.step()
+            for (name, (label, region, sampler)), ss in zip(zip(names, specs), seeds[1:]):
+                fit_rng, sample_rng = (np.random.default_rng(s) for s in ss.spawn(2))
+                # one PCA frame of all rows for every sampler
+                sampler.fit(data, rng=fit_rng, pca=pca)
+                Z = sampler.sample(n, rng=sample_rng)
+                sub = out / name
+                sub.mkdir(parents=True, exist_ok=True)
+                _write_samples(sub / "samples.h5", Z, data, sampler, seed=seed, region=region)
+                sampler.save(sub / "sampler")
+                rep = ref.report(Z, name=label)
+                reports.append(rep)
+                described[label] = _describe(sampler)
+                if bk is not None:
+                    m = min(grid_size, n)
+                    grids[label] = _write_images(_decode(bk, Z[:m], batch_size), sub)
+                    subtitles[label] = f"in-fragment {rep.in_fragment_rate:.0%}"
+                bar.step()
+        write_landing_tables(reports, out / "landing", described=described, reference=ref, store_path=str(store))
+        plot_radial_comparison(reports, ref.data_radii_, ref.data_mahalanobis_, out / "radial.png")
+        if grids:
+            plot_image_grids(grids, out / "grids.png", subtitles=subtitles)
+    rows = ", ".join(f"{r.name} {r.in_fragment_rate:.0%}" for r in reports)
+    typer.echo(f"in-fragment rates (held-out data {reports[0].data_in_fragment_rate:.0%}): {rows}; table -> {out / 'landing.md'}, figure -> {out / 'radial.png'}"
+               + (f", grids -> {out / 'grids.png'}" if grids else ""))
+
+
 def register(app: typer.Typer) -> None:
     """Add ``sample`` and ``compare-samplers`` to the ``latentscope`` app."""
-
-    @app.command("sample")
-    def sample_cmd(
-        store: Annotated[Path, typer.Argument(help="The z-point store (HDF5) of the data.")],
-        region: Annotated[str, typer.Option("--region", help="Sampler: cube, ball, shell, normal, box, gauss, mvn, pca-box, pca-gauss, ellipse, gmm, kde, path.")],
-        out: Annotated[Path, typer.Option("--out", help="Output directory.")],
-        n: Annotated[int, typer.Option("-n", "--n-samples", min=1, help="Number of z-points.")] = 64,
-        seed: Seed = 0,
-        halfwidth: Annotated[Optional[str], typer.Option(help="cube: half side b (> 0) or 'match' (the data's mean squared radius).")] = None,
-        center: Annotated[Optional[str], typer.Option(help="cube/ball/shell/normal: 'origin' or 'mean'.")] = None,
-        radius: Annotated[Optional[str], typer.Option(help="ball, shell: radius or 'match'.")] = None,
-        spread: Annotated[Optional[str], typer.Option(help="shell: radius spread or 'match'.")] = None,
-        scale: Annotated[Optional[str], typer.Option(help="normal: sd (or 'match'); gauss/mvn/pca-gauss: factor on the sds.")] = None,
-        quantile: Annotated[Optional[float], typer.Option(help="box/pca-box/pca-gauss: trim this quantile at each end (0 = min/max).")] = None,
-        shrink: Annotated[Optional[float], typer.Option(help="box/pca-box/pca-gauss: scale the box about its centre.")] = None,
-        components: Annotated[Optional[int], typer.Option(help="pca-box/pca-gauss/ellipse: vary only the first k principal axes.")] = None,
-        level: Annotated[Optional[float], typer.Option(help="ellipse: confidence level p of the 2-D ellipses.")] = None,
-        pairs: Annotated[Optional[str], typer.Option(help="ellipse: 'disjoint', 'chain' or '0,1;2,3'.")] = None,
-        k: Annotated[Optional[int], typer.Option("--k", help="gmm: number of mixture components.")] = None,
-        max_samples: Annotated[Optional[int], typer.Option(help="gmm: fit on this many random rows (0 = all).")] = None,
-        covariance: Annotated[Optional[str], typer.Option(help="mvn: 'full' or 'core'.")] = None,
-        mode: Annotated[Optional[str], typer.Option(help="path: plane, pc, interp or pc-grid.")] = None,
-        plane: Annotated[Optional[str], typer.Option(help="path: 'i,j' coordinate plane (plane) or PC plane (pc-grid).")] = None,
-        axis: Annotated[Optional[int], typer.Option(help="path: principal axis (pc).")] = None,
-        endpoints: Annotated[Optional[str], typer.Option(help="path: store rows 'a,b' to interpolate (interp).")] = None,
-        extent: Annotated[Optional[float], typer.Option(help="path: half-length in standard deviations.")] = None,
-        method: Annotated[Optional[str], typer.Option(help="path: linear, slerp or slerp-mean (interp).")] = None,
-        backend: Annotated[Optional[str], typer.Option(help="Backend that decodes the samples (see `latentscope backends`).")] = None,
-        model: Annotated[Optional[Path], typer.Option(help="Saved model of that backend.")] = None,
-        batch_size: BatchSize = None,
-        n_reference: Annotated[int, typer.Option(min=2, help="Held-out data rows that calibrate the landing figures (at most a third of the data).")] = 2000,
-        no_progress: NoProgress = False,
-        overwrite: Overwrite = False,
-    ) -> None:
-        """Draw z-points from a region, measure where they land, and decode them."""
-        import json
-
-        import numpy as np
-
-        from ..samplers import LandingReference, make_sampler
-        from ..samplers._plots import plot_landing
-        from ..store import open_store
-
-        given = dict(halfwidth=halfwidth, center=center, radius=radius, spread=spread, scale=scale, quantile=quantile,
-                     shrink=shrink, components=components, level=level, pairs=pairs, k=k, max_samples=max_samples,
-                     covariance=covariance, mode=mode, plane=plane, axis=axis, endpoints=endpoints, extent=extent,
-                     method=method)
-        params = sampler_options(region, given)
-        with open_store(store) as data:
-            bk = _load_model(backend, model, data.z_dim)
-            _check_out(out, overwrite, _OUTPUTS)
-            sampler = make_sampler(region, **params)
-            fit_rng, sample_rng, ref_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
-            sampler.fit(data, rng=fit_rng)
-            Z = sampler.sample(n, rng=sample_rng)
-            _prepare_out(out, overwrite, _OUTPUTS)
-            stages = 3 if bk is not None else 2
-            with progress_bar(stages, f"sample {region}", no_progress=no_progress, unit="steps") as bar:
-                _write_samples(out / "samples.h5", Z, data, sampler, seed=seed, region=region)
-                sampler.save(out / "sampler")
-                bar.update(1)
-                ref = LandingReference(n_reference=n_reference).fit(data, rng=ref_rng)
-                report = ref.report(Z, name=region)
-                (out / "landing.json").write_text(json.dumps(report.to_dict(), indent=2))
-                plot_landing(report, out / "landing.png")
-                bar.update(1)
-                if bk is not None:
-                    _write_images(_decode(bk, Z, batch_size), out)
-                    bar.update(1)
-        typer.echo(
-            f"{region}: {n} z-points -> {out / 'samples.h5'}; {report.line()}"
-            + (f"; images -> {out / 'grid.png'}" if bk is not None else "")
-        )
-
-    @app.command("compare-samplers")
-    def compare_cmd(
-        store: Annotated[Path, typer.Argument(help="The z-point store (HDF5) of the data.")],
-        out: Annotated[Path, typer.Option("--out", help="Output directory.")],
-        regions: Annotated[str, typer.Option(help="Comma-separated regions.")] = "cube,normal,gauss,mvn,pca-box,ellipse,gmm",
-        n: Annotated[int, typer.Option("-n", "--n-samples", min=1, help="Z-points per region.")] = 256,
-        seed: Seed = 0,
-        backend: Annotated[Optional[str], typer.Option(help="Backend that decodes the samples.")] = None,
-        model: Annotated[Optional[Path], typer.Option(help="Saved model of that backend.")] = None,
-        grid_size: Annotated[int, typer.Option(min=1, help="Images per region in the grids.")] = 16,
-        batch_size: BatchSize = None,
-        n_reference: Annotated[int, typer.Option(min=2, help="Held-out data rows that calibrate the landing figures (at most a third of the data).")] = 2000,
-        no_progress: NoProgress = False,
-        overwrite: Overwrite = False,
-    ) -> None:
-        """Draw the same number of z-points from several regions and compare where they land."""
-        import numpy as np
-
-        from ..analysis import PCAFrame
-        from ..exceptions import SamplerError
-        from ..samplers import LandingReference, all_samplers, make_sampler
-        from ..samplers._plots import plot_image_grids, plot_radial_comparison
-        from ..samplers._tables import write_landing_tables
-        from ..store import open_store
-
-        names = [r.strip() for r in regions.split(",") if r.strip()]
-        unknown = [r for r in names if r not in all_samplers()]
-        if not names or unknown:
-            raise SamplerError(f"--regions must list regions from: {', '.join(all_samplers())}; got {regions!r}.")
-        if len(set(names)) != len(names):
-            raise SamplerError(f"--regions lists a region twice: {regions!r}.")
-        with open_store(store) as data:
-            bk = _load_model(backend, model, data.z_dim)
-            _prepare_out(out, overwrite, ("radial.png", "landing.md", "landing.csv", "landing.json", "grids.png", *names))
-            seeds = np.random.SeedSequence(seed).spawn(len(names) + 1)
-            reports, grids, subtitles, described = [], {}, {}, {}
-            with progress_bar(len(names) + 1, "compare-samplers", no_progress=no_progress, unit="regions") as bar:
-                ref = LandingReference(n_reference=n_reference).fit(data, rng=np.random.default_rng(seeds[0]))
-                pca = PCAFrame().fit(data)
-                bar.update(1)
-                for name, ss in zip(names, seeds[1:]):
-                    fit_rng, sample_rng = (np.random.default_rng(s) for s in ss.spawn(2))
-                    # one PCA frame of all rows for every sampler
-                    sampler = make_sampler(name, **COMPARE_DEFAULTS.get(name, {})).fit(data, rng=fit_rng, pca=pca)
-                    Z = sampler.sample(n, rng=sample_rng)
-                    sub = out / name
-                    sub.mkdir(parents=True, exist_ok=True)
-                    _write_samples(sub / "samples.h5", Z, data, sampler, seed=seed, region=name)
-                    sampler.save(sub / "sampler")
-                    rep = ref.report(Z, name=name)
-                    reports.append(rep)
-                    described[name] = _describe(sampler)
-                    if bk is not None:
-                        m = min(grid_size, n)
-                        grids[name] = _write_images(_decode(bk, Z[:m], batch_size), sub)
-                        subtitles[name] = f"in-fragment {rep.in_fragment_rate:.0%}"
-                    bar.update(1)
-            write_landing_tables(reports, out / "landing", described=described, reference=ref, store_path=str(store))
-            plot_radial_comparison(reports, ref.data_radii_, ref.data_mahalanobis_, out / "radial.png")
-            if grids:
-                plot_image_grids(grids, out / "grids.png", subtitles=subtitles)
-        rows = ", ".join(f"{r.name} {r.in_fragment_rate:.0%}" for r in reports)
-        typer.echo(f"in-fragment rates (held-out data {reports[0].data_in_fragment_rate:.0%}): {rows}; table -> {out / 'landing.md'}, figure -> {out / 'radial.png'}"
-                   + (f", grids -> {out / 'grids.png'}" if grids else ""))
+    app.command("sample")(sample_cmd)
+    app.command("compare-samplers")(compare_cmd)

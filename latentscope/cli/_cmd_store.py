@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import NoProgress, Overwrite, progress_bar, progress_callback
+from ._common import NoProgress, Overwrite, Progress
 
 __all__ = ["register"]
 
@@ -38,11 +38,11 @@ def import_cmd(
     from ..store import import_array
 
     columns = [] if no_columns else (column or None)
-    with progress_bar(None, "import", no_progress=no_progress) as bar:
+    with Progress("import", no_progress=no_progress) as progress:
         stats = import_array(
             array, out, ids=ids, columns=columns, overwrite=overwrite, append=append, backend=backend,
             model_fingerprint=model_fingerprint, on_nonfinite="skip" if skip_nonfinite else "raise",
-            batch_rows=batch_rows, progress=progress_callback(bar),
+            batch_rows=batch_rows, progress=progress,
         )
     skipped = f", skipped {stats['skipped']} non-finite rows" if stats["skipped"] else ""
     typer.echo(f"{'appended' if append else 'wrote'} {stats['rows']} rows (z_dim {stats['z_dim']}) to {out}{skipped}")
@@ -58,8 +58,8 @@ def export_cmd(
     """Export a store's z-points, ids and columns to a .npz file."""
     from ..store import export_npz
 
-    with progress_bar(None, "export", no_progress=no_progress) as bar:
-        stats = export_npz(store, out, compress=compress, overwrite=overwrite, progress=progress_callback(bar))
+    with Progress("export", no_progress=no_progress) as progress:
+        stats = export_npz(store, out, compress=compress, overwrite=overwrite, progress=progress)
     typer.echo(f"wrote {stats['rows']} rows ({stats['arrays']} arrays) to {out}")
 
 
@@ -123,8 +123,8 @@ def check_cmd(
     """Verify a store: read every chunk, check checksums, commit record and extents (exit 1 if damaged)."""
     from ..store import check_store, salvage_store
 
-    with progress_bar(None, "check", no_progress=no_progress, unit="B") as bar:
-        report = check_store(store, progress=progress_callback(bar))
+    with Progress("check", unit="B", no_progress=no_progress) as progress:
+        report = check_store(store, progress=progress)
     for note in report.notes:
         typer.echo(f"note: {note}")
     if report.ok:

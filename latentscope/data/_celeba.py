@@ -10,7 +10,7 @@ import numpy as np
 
 from ..exceptions import DataSourceError, InvalidParameterError
 from ._imageio import decode_image
-from ._source import ImageSource, DecodedRange, check_image_size, decode_each
+from ._source import DecodedRange, TableSource, check_image_size, decode_each
 
 __all__ = ["CelebASource", "SPLITS"]
 
@@ -56,7 +56,7 @@ def _find_file(root: Path, stem: str) -> Path | None:
     return None
 
 
-class CelebASource(ImageSource):
+class CelebASource(TableSource):
     """CelebA's aligned face images with their attributes (spec ``celeba:PATH``).
 
     Parameters
@@ -176,20 +176,6 @@ class CelebASource(ImageSource):
                 part[i] = int(vals[0])
         self._attr["partition"] = part
         return part
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    @property
-    def item_ids(self) -> np.ndarray:
-        return self._ids_arr
-
-    @property
-    def attribute_names(self) -> tuple[str, ...]:
-        return tuple(self._attr)
-
-    def attributes(self, start: int, stop: int) -> dict[str, np.ndarray]:
-        return {k: v[start:stop] for k, v in self._attr.items()}
 
     def _decode_range(self, start: int, stop: int) -> DecodedRange:
         return decode_each(

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..exceptions import DataSourceError, InvalidParameterError
 from ._imageio import IMAGE_EXTENSIONS, decode_image
-from ._source import ImageSource, DecodedRange, check_image_size, decode_each
+from ._source import DecodedRange, TableSource, check_image_size, decode_each
 
 __all__ = ["FolderSource"]
 
@@ -40,7 +40,7 @@ def list_images(root: Path, recursive: bool = True) -> list[str]:
     return sorted(found)
 
 
-class FolderSource(ImageSource):
+class FolderSource(TableSource):
     """The image files of a folder, in sorted path order (spec ``folder:PATH``).
 
     Parameters
@@ -85,23 +85,9 @@ class FolderSource(ImageSource):
             )
         self._ids_arr = np.array(self.files, dtype=object)
         labels = [f.rsplit("/", 1)[0] if "/" in f else "" for f in self.files]
-        self._labels = np.array(labels, dtype=object) if any(labels) else None
+        self._attr = {"label": np.array(labels, dtype=object)} if any(labels) else {}
         query = [] if self.crop == "center" else [f"crop={self.crop}"]
         self.spec = f"folder:{self.root.as_posix()}" + (f"?{'&'.join(query)}" if query else "")
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    @property
-    def item_ids(self) -> np.ndarray:
-        return self._ids_arr
-
-    @property
-    def attribute_names(self) -> tuple[str, ...]:
-        return ("label",) if self._labels is not None else ()
-
-    def attributes(self, start: int, stop: int) -> dict[str, np.ndarray]:
-        return {"label": self._labels[start:stop]} if self._labels is not None else {}
 
     def _decode_range(self, start: int, stop: int) -> DecodedRange:
         return decode_each(self, start, stop, lambda i: decode_image(self.root / self.files[i], self.image_size, self.crop))

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import DataSourceError
-from ._source import DecodedRange, ImageSource, check_image_size
+from ._source import DecodedRange, TableSource, check_image_size
 
 __all__ = ["H5Source", "split_h5_spec", "IMAGES_DATASET", "IDS_DATASET"]
 
@@ -65,7 +65,7 @@ def _image_like(obj: Any) -> bool:
     return isinstance(obj, h5py.Dataset) and obj.ndim == 4 and obj.shape[-1] == 3
 
 
-class H5Source(ImageSource):
+class H5Source(TableSource):
     """The images of a uint8 array ``(N, H, W, 3)`` in an HDF5 file (spec ``h5:PATH[:DATASET]``).
 
     Parameters
@@ -197,20 +197,6 @@ class H5Source(ImageSource):
         return attrs
 
     # ------------------------------------------------------------- the interface
-    def __len__(self) -> int:
-        return self._n
-
-    @property
-    def item_ids(self) -> np.ndarray:
-        return self._ids_arr
-
-    @property
-    def attribute_names(self) -> tuple[str, ...]:
-        return tuple(self._attr)
-
-    def attributes(self, start: int, stop: int) -> dict[str, np.ndarray]:
-        return {k: v[start:stop] for k, v in self._attr.items()}
-
     def read_rows(self, rows: np.ndarray) -> np.ndarray:
         """The stored images at ``rows`` (any order, repeats allowed), at the stored size.
 

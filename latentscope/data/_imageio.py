@@ -1,14 +1,15 @@
-"""Decoding one image file to a fixed-size RGB uint8 array with Pillow."""
+"""Image files and Pillow: decoding one file to a fixed-size RGB uint8 array, writing a PNG."""
 
 from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["decode_image", "crop_box", "IMAGE_EXTENSIONS"]
+__all__ = ["decode_image", "crop_box", "save_png", "IMAGE_EXTENSIONS"]
 
 #: File name endings the folder reader picks up (lower case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".pnm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -102,3 +103,26 @@ def decode_image(path: str | os.PathLike, size: tuple[int, int], crop: Any = "ce
     if arr.shape != (th, tw, 3):  # pragma: no cover - defensive
         raise ValueError(f"decoded to shape {arr.shape}, expected {(th, tw, 3)}")
     return arr
+
+
+def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write a uint8 (h, w, 3) array as a PNG file.
+
+    Parameters
+    ----------
+    image : array-like of shape (h, w, 3)
+        Converted to uint8.
+    path : str or PathLike
+        The file; missing parent folders are created.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(path)
+    return path

@@ -16,9 +16,10 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from .._validation import check_positive
 from ..exceptions import DataSourceError, InvalidParameterError
 
-__all__ = ["ImageBatch", "ImageSource", "DecodedRange", "decode_each", "check_image_size", "default_workers",
+__all__ = ["ImageBatch", "ImageSource", "TableSource", "DecodedRange", "decode_each", "check_image_size", "default_workers",
            "split_query", "WORKERS_ENV"]
 
 
@@ -285,8 +286,7 @@ class ImageSource:
         n = len(self)
         owner = f"{type(self).__name__}.iter_batches"
         for name, value, low in (("batch_size", batch_size, 1), ("start", start, 0), ("prefetch", prefetch, 0)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise InvalidParameterError(f"{owner}: {name} must be an integer >= {low}; got {value!r}.")
+            check_positive(value, name, owner=owner, integer=True, minimum=low)
         stop = n if stop is None else min(int(stop), n)
         workers = default_workers() if workers is None else int(workers)
         if workers < 0:
@@ -359,6 +359,36 @@ class ImageSource:
         indices = np.arange(lo, hi, dtype=np.int64)[ok]
         return ImageBatch(lo, np.ascontiguousarray(images), ids_all[ok], attrs, indices, hi, skipped)
 
+
+
+class TableSource(ImageSource):
+    """An :class:`ImageSource` whose item ids and attributes are tables held in memory.
+
+    The one home of ``item_ids``, ``attribute_names`` and ``attributes`` for the
+    sources that read them once when opened (CelebA, folders, HDF5 files).
+    Subclasses set ``_ids_arr`` (one str per item, an object array) and ``_attr``
+    (attribute name -> array of one value per item) in ``__init__``.
+    """
+
+    _ids_arr: np.ndarray
+    _attr: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self._ids_arr)
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        """The ids (str) of all items in source order, readable or not."""
+        return self._ids_arr
+
+    @property
+    def attribute_names(self) -> tuple[str, ...]:
+        """Names of the per-item attributes (columns of an encoded store)."""
+        return tuple(self._attr)
+
+    def attributes(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Per-item attributes of items ``start .. stop`` (all items, readable or not)."""
+        return {k: v[start:stop] for k, v in self._attr.items()}
 
 def decode_each(
     source: ImageSource, start: int, stop: int, decode_one: Callable[[int], np.ndarray]

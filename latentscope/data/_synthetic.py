@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import InvalidParameterError
+from .._validation import SeedLike, check_positive, check_rng
 from ._source import ImageSource, DecodedRange, check_image_size
 
 __all__ = ["SyntheticFaces", "sample_face_params", "render_faces", "FACE_ATTRIBUTES", "HAIR_COLORS", "EYE_COLORS"]
@@ -71,13 +71,15 @@ FACE_ATTRIBUTES = {
 }
 
 
-def sample_face_params(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def sample_face_params(n: int, rng: SeedLike) -> dict[str, np.ndarray]:
     """Draw the parameters of ``n`` faces (the :data:`FACE_ATTRIBUTES` plus colours).
 
     Parameters
     ----------
     n : int
-    rng : numpy.random.Generator
+    rng : None, int, SeedSequence or numpy.random.Generator
+        Normalised with :func:`~latentscope._validation.check_rng` (a Generator is
+        used as given).
 
     Returns
     -------
@@ -85,6 +87,7 @@ def sample_face_params(n: int, rng: np.random.Generator) -> dict[str, np.ndarray
         The attribute columns of :data:`FACE_ATTRIBUTES` and the private RGB colours
         (keys starting with ``_``) that :func:`render_faces` uses.
     """
+    rng = check_rng(rng)
     u = lambda lo, hi: rng.uniform(lo, hi, n).astype(np.float32)  # noqa: E731
     clipn = lambda mu, sd, lo, hi: np.clip(rng.normal(mu, sd, n), lo, hi).astype(np.float32)  # noqa: E731
     p: dict[str, np.ndarray] = {}
@@ -373,10 +376,8 @@ class SyntheticFaces(ImageSource):
     _chunk_items = 64
 
     def __init__(self, n: int, *, image_size: Any = (96, 96), seed: int = 0) -> None:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise InvalidParameterError(f"SyntheticFaces: n must be an integer >= 1; got {n!r}.")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise InvalidParameterError(f"SyntheticFaces: seed must be an integer >= 0; got {seed!r}.")
+        check_positive(n, "n", owner="SyntheticFaces", integer=True, minimum=1)
+        check_positive(seed, "seed", owner="SyntheticFaces", integer=True, minimum=0)
         self.n = int(n)
         self.seed = int(seed)
         self.image_size = check_image_size(image_size, owner="SyntheticFaces")

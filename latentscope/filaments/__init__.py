@@ -7,8 +7,8 @@ laws :data:`BULKS` (Gaussian or not), and :func:`score_planted`
 scores a detection against them.
 """
 
+from ..neighbors import GRAPH_ENGINES as KNN_METHODS
 from ._detector import COLUMNS, Filament, FilamentDetector
-from ._knn import KNN_METHODS
 from ._planted import BULKS, PlantedCloud, PlantedStructure, make_planted_cloud, score_planted
 
 __all__ = [

@@ -1,56 +1,39 @@
 """FilamentDetector: thin elongated structures in a high-dimensional point cloud.
 
-See ``docs/filaments.md`` for the method and its justification.
+See ``docs/filaments.md`` for the method and its justification. The detector's
+stages live beside it: the cloud and its null (:mod:`._cloud`), per-point
+statistics (:mod:`._local`), structures and filaments (:mod:`._structures`), the
+filament record and its table (:mod:`._filament`), saving and loading (:mod:`._saved`).
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from .._estimator import Estimator
 from .._validation import SeedLike, check_fraction, check_is_fitted, check_positive, check_rng
-from ..exceptions import InvalidParameterError, NonFiniteError
-from ._knn import KNN_METHODS, exact_knn, knn_graph
+from ..exceptions import InvalidParameterError
+from ..neighbors import GRAPH_ENGINES as KNN_METHODS
+from ..neighbors import knn_graph
+from ..stream import single_blas_thread
+from ._cloud import _unique_rows, load_points, moments, null_cloud
+from ._filament import COLUMNS, Filament, assemble_filaments, write_filament_table
 from ._local import (
     benjamini_hochberg,
     empirical_pvalues,
-    filament_pvalue,
     grow_dense,
     knn_linearity,
     local_contrast,
     match_null,
     mle_dimension,
-    neighbourhood_spectra,
-    run_blocks,
-    single_blas_thread,
-    spectrum_stats,
 )
-from ._spine import fit_spine
+from ._structures import ShapeRule, StageProgress, StructureStats, find_filaments
 
 __all__ = ["Filament", "FilamentDetector", "COLUMNS"]
-
-#: Per-point columns written by :meth:`FilamentDetector.write_columns`, with dtypes.
-COLUMNS = {
-    "local_dim": np.float32,
-    "linearity": np.float32,
-    "density": np.float32,
-    "density_pvalue": np.float32,
-    "filament_id": np.int32,
-}
-
-#: Scalar fields of the filament table (CSV columns, JSON keys).
-TABLE_FIELDS = ("id", "n_members", "length", "thickness", "aspect", "linearity", "snr", "density",
-                "p_value", "significance", "start_index", "end_index")
-
-StageProgress = Callable[[str, int, int], None]
-
-#: Candidates i, j are linked when d(i, j) <= _LINK_REACH * min(k-th distance of i, of j).
-_LINK_REACH = 2.0
 
 #: Rounds of matching the null to the points not flagged as candidates.
 _MATCH_ROUNDS = 5
@@ -62,110 +45,7 @@ _GROW_FACTOR = 1.25
 _GROW_QUANTILE = 0.001
 
 
-@dataclass(frozen=True, eq=False)
-class Filament:
-    """One detected filament.
-
-    Attributes
-    ----------
-    id : int
-        Number of the filament (0, 1, ...; by decreasing number of members).
-    members : ndarray of int64
-        Row indices of its points in the fitted data, ordered from ``start`` to ``end``.
-    length : float
-        Length along its spine (a polyline through denoised group centres).
-    thickness : float
-        Root-mean-square distance of the members from the spine, across it.
-    direction : ndarray of shape (z_dim,)
-        Unit leading principal direction of the members (the chord of a curved
-        filament), oriented from start to end.
-    start, end : ndarray of shape (z_dim,)
-        The two extreme members.
-    start_index, end_index : int
-        Their row indices.
-    spine : ndarray of shape (n_nodes, z_dim)
-        The spine's nodes from start to end.
-    linearity : float
-        Median structure-scale linearity of the members.
-    snr : float
-        Median ratio of the leading local eigenvalue to the noise edge.
-    density : float
-        Median density contrast (null median k-th neighbour distance over the member's).
-    p_value : float
-        Selection-aware p-value from the null's own order statistics
-        (:func:`~latentscope.filaments._local.filament_pvalue`): how likely a null
-        cloud is to hold as many points as extreme as the members, whichever points
-        were selected.
-    """
-
-    id: int
-    members: np.ndarray
-    length: float
-    thickness: float
-    direction: np.ndarray
-    start: np.ndarray
-    end: np.ndarray
-    start_index: int
-    end_index: int
-    spine: np.ndarray
-    linearity: float
-    snr: float
-    density: float
-    p_value: float
-
-    @property
-    def n_members(self) -> int:
-        return int(self.members.size)
-
-    @property
-    def aspect(self) -> float:
-        """Length over thickness."""
-        return float(self.length / self.thickness) if self.thickness > 0 else float("inf")
-
-    @property
-    def significance(self) -> float:
-        """``-log10(p_value)``."""
-        return float(-np.log10(max(self.p_value, 1e-300)))
-
-    def summary(self) -> dict[str, Any]:
-        """Scalar fields (:data:`TABLE_FIELDS`) as a JSON-friendly dict."""
-        return {name: getattr(self, name) for name in TABLE_FIELDS}
-
-    def to_dict(self) -> dict[str, Any]:
-        """All fields as a JSON-friendly dict (vectors as lists)."""
-        out = self.summary()
-        out.update(direction=self.direction.tolist(), start=self.start.tolist(), end=self.end.tolist(),
-                   spine=self.spine.tolist(), members=self.members.tolist())
-        return out
-
-
-def _unique_rows(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the first occurrence of each distinct row, and each row's group."""
-    n = Z.shape[0]
-    Zn = Z + np.float32(0.0)  # -0.0 -> 0.0
-    h = np.fromiter((hash(r.tobytes()) for r in Zn), dtype=np.int64, count=n)
-    order = np.argsort(h, kind="stable")
-    hs = h[order]
-    same = np.zeros(n, bool)
-    if n > 1:
-        cand = np.flatnonzero(hs[1:] == hs[:-1]) + 1
-        if cand.size:
-            same[cand] = (Zn[order[cand]] == Zn[order[cand - 1]]).all(axis=1)
-    if not same.any():
-        return np.arange(n), np.arange(n)
-    group_sorted = np.cumsum(~same) - 1
-    group = np.empty(n, np.int64)
-    group[order] = group_sorted
-    first = np.full(group_sorted[-1] + 1, n, np.int64)
-    np.minimum.at(first, group, np.arange(n))
-    # renumber groups by first occurrence so unique rows keep the input order
-    rank = np.argsort(first, kind="stable")
-    inv = np.empty_like(rank)
-    inv[rank] = np.arange(rank.size)
-    return first[rank], inv[group]
-
-
-class FilamentDetector:
+class FilamentDetector(Estimator):
     """Detect thin, elongated, dense structures (filaments) among z-points.
 
     The method (details and measurements in ``docs/filaments.md``):
@@ -325,16 +205,6 @@ class FilamentDetector:
         self.on_nonfinite = on_nonfinite
         self.rng = rng
 
-    def __repr__(self) -> str:
-        return f"FilamentDetector(k={self.k}, fdr={self.fdr}, knn={self.knn!r})"
-
-    def get_params(self) -> dict[str, Any]:
-        """The constructor parameters, by name."""
-        import inspect  # noqa: PLC0415
-
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {name: getattr(self, name) for name in names}
-
     # -- validation -----------------------------------------------------------------------
     def _check_params(self) -> None:
         own = "FilamentDetector"
@@ -364,45 +234,16 @@ class FilamentDetector:
         if self.on_nonfinite not in ("raise", "skip"):
             raise InvalidParameterError(f"{own}: on_nonfinite must be 'raise' or 'skip'; got {self.on_nonfinite!r}.")
 
-    def _load(self, X: Any) -> tuple[np.ndarray, np.ndarray, int]:
-        """Finite rows as float32, their row numbers, and the total number of rows."""
-        from ..store import ZStore  # noqa: PLC0415
-
-        own = "FilamentDetector"
-        if isinstance(X, ZStore):
-            Z = X.read()
-        else:
-            try:
-                Z = np.asarray(X, dtype=np.float32)
-            except (TypeError, ValueError) as exc:
-                raise InvalidParameterError(
-                    f"{own}: X must be a ZStore or a numeric array; got {type(X).__name__}."
-                ) from exc
-        if Z.ndim != 2:
-            raise InvalidParameterError(f"{own}: X must be 2-D (n_points, z_dim); got shape {Z.shape}.")
-        if Z.shape[1] < 2:
-            raise InvalidParameterError(f"{own}: z_dim must be >= 2; got {Z.shape[1]}.")
-        n_total = Z.shape[0]
-        finite = np.isfinite(Z).all(axis=1)
-        rows = np.arange(n_total)
-        if not finite.all():
-            bad = np.flatnonzero(~finite)
-            if self.on_nonfinite == "raise":
-                raise NonFiniteError(
-                    f"{own}: X holds non-finite values in {bad.size} rows (first at row {int(bad[0])}); "
-                    "pass on_nonfinite='skip' to leave them out."
-                )
-            Z, rows = Z[finite], rows[finite]
-        return np.ascontiguousarray(Z, dtype=np.float32), rows, n_total
-
     # -- fitting --------------------------------------------------------------------------
     def fit(self, X: Any, *, progress: StageProgress | None = None) -> "FilamentDetector":
         """Detect the filaments of ``X``.
 
         Parameters
         ----------
-        X : ZStore or array-like of shape (n_points, z_dim)
-            The z-points (read fully into memory: 4 bytes per value).
+        X : ZStore, store path, ZSource or array-like of shape (n_points, z_dim)
+            The z-points, taken through :func:`latentscope.stream.as_zsource` (an
+            ndarray, an h5py dataset, a memmap...) and read fully into memory as
+            float32 (4 bytes per value). A store opened from a path is closed again.
         progress : callable(stage, done, total), optional
             Called as the stages ``"graph"``, ``"statistics"`` and ``"structures"``
             advance.
@@ -428,7 +269,7 @@ class FilamentDetector:
             times[stage] = time.perf_counter() - since
             now = time.process_time()
             cpu_times[stage], cpu = now - cpu, now
-        Z, rows, n_total = self._load(X)
+        Z, rows, n_total = load_points(X, self.on_nonfinite)
         first, inverse = _unique_rows(Z)
         U = Z[first] if first.size < Z.shape[0] else Z
         n, dim = U.shape
@@ -455,12 +296,12 @@ class FilamentDetector:
         d_big = d_all[:, -1].astype(np.float64)
         d_data, i_data = np.ascontiguousarray(d_all[:, :k]), np.ascontiguousarray(i_all[:, :k])
         del d_all, i_all
-        mean, var, axes = self._moments(U)
+        mean, var, axes = moments(U)
         if isinstance(self.bandwidth, str):
             h = float(np.clip(np.median(d_big) / np.sqrt(max(var.sum(), 1e-300)), 0.05, 1.0))
         else:
             h = float(self.bandwidth)
-        null = self._null_cloud(U, mean, var, axes, h, gen)
+        null = null_cloud(U, mean, var, axes, h, gen)
         d_null, _, _ = knn_graph(null, big_k, method=self.knn, rng=gen, n_trees=self.n_trees,
                                  leaf_size=self.leaf_size, progress=graph_cb(1))
         del null
@@ -496,11 +337,9 @@ class FilamentDetector:
 
         # 3-4. structures, shape at their scale, filaments
         t3 = time.perf_counter()
-        s_lin = np.full(n, np.nan)
-        s_snr = np.full(n, np.nan)
-        s_dim = np.full(n, np.nan)
-        found = self._structures(U, d_data, i_data, cand, (contrast, null_sorted), density, s_lin, s_snr, s_dim,
-                                 gen, report)
+        shape = StructureStats.empty(n)
+        found = find_filaments(U, d_data, i_data, cand, (contrast, null_sorted), density, shape, ShapeRule.of(self),
+                               gen, report)
         lap("structures", t3)
 
         # back to the input rows (duplicates share their representative's values)
@@ -528,27 +367,11 @@ class FilamentDetector:
         self.linearity_ = expand(linearity.astype(np.float64), np.nan)
         self.candidates_ = expand(cand, False).astype(bool)
         self.flagged_ = expand(flagged, False).astype(bool)
-        self.structure_linearity_ = expand(s_lin, np.nan)
-        self.structure_snr_ = expand(s_snr, np.nan)
-        self.structure_dim_ = expand(s_dim, np.nan)
+        self.structure_linearity_ = expand(shape.linearity, np.nan)
+        self.structure_snr_ = expand(shape.snr, np.nan)
+        self.structure_dim_ = expand(shape.dimension, np.nan)
         # filaments, numbered by decreasing size
-        found.sort(key=lambda f: -f["members"].size)
-        filaments: list[Filament] = []
-        labels = np.full(n_total, -1, np.int64)
-        group_rows = np.argsort(inverse, kind="stable")  # finite rows grouped by their unique point
-        group_start = np.searchsorted(inverse[group_rows], np.arange(n + 1))
-        for fid, f in enumerate(found):
-            uniq = f["members"]  # unique-point indices, ordered along the spine
-            pieces = [rows[group_rows[group_start[u]:group_start[u + 1]]] for u in uniq]
-            members = np.concatenate(pieces).astype(np.int64)
-            labels[members] = fid
-            filaments.append(Filament(
-                id=fid, members=members, length=f["length"], thickness=f["thickness"],
-                direction=f["direction"], start=U[f["start"]].copy(), end=U[f["end"]].copy(),
-                start_index=int(rows[first[f["start"]]]), end_index=int(rows[first[f["end"]]]),
-                spine=f["spine"], linearity=f["linearity"], snr=f["snr"], density=f["density"],
-                p_value=f["p_value"],
-            ))
+        filaments, labels = assemble_filaments(found, U, rows, first, inverse, n_total)
         self.labels_ = labels
         self.filaments_ = filaments
         times["total"] = time.perf_counter() - t0
@@ -560,9 +383,10 @@ class FilamentDetector:
     # -- results --------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         """A JSON-friendly summary: sizes, parameters, timings and the filament table."""
+        from ._saved import detector_params  # noqa: PLC0415
+
         check_is_fitted(self, "filaments_")
-        params = {k: v for k, v in self.get_params().items() if k != "rng"}
-        params["rng"] = self.rng if isinstance(self.rng, (int, type(None))) else repr(self.rng)
+        params = detector_params(self)
         return {
             "n_points": int(self.n_points_),
             "n_unique": int(self.n_unique_),
@@ -618,21 +442,42 @@ class FilamentDetector:
             JSON only: add each filament's direction, end points, spine and members.
         """
         check_is_fitted(self, "filaments_")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix.lower() == ".csv":
-            import csv  # noqa: PLC0415
+        return write_filament_table(self.filaments_, path, vectors=vectors)
 
-            cols = list(TABLE_FIELDS)
-            with path.open("w", newline="", encoding="utf-8") as fh:
-                w = csv.DictWriter(fh, fieldnames=cols)
-                w.writeheader()
-                for f in self.filaments_:
-                    w.writerow(f.summary())
-        else:
-            rows = [f.to_dict() if vectors else f.summary() for f in self.filaments_]
-            path.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
-        return path
+    def save(self, path: str | Path) -> tuple[Path, Path]:
+        """Save the fitted detector as ``<path>.json`` and ``<path>.h5`` (see :meth:`load`).
+
+        Parameters
+        ----------
+        path : str or Path
+            The stem (a ``.json`` or ``.h5`` suffix is dropped).
+
+        Returns
+        -------
+        (Path, Path)
+            The JSON file (parameters, fitted scalars) and the HDF5 file (per-point
+            results, the null's statistics, the filaments).
+        """
+        from ._saved import save_detector  # noqa: PLC0415
+
+        check_is_fitted(self, "filaments_")
+        return save_detector(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FilamentDetector":
+        """Load a detector written by :meth:`save`, fitted as it was saved.
+
+        A ``Generator`` or ``SeedSequence`` given as ``rng`` is saved as its repr
+        and comes back as ``rng=None``.
+
+        Raises
+        ------
+        StoreFormatError
+            Missing files, or files that do not hold a saved detector.
+        """
+        from ._saved import load_detector  # noqa: PLC0415
+
+        return load_detector(cls, path)
 
     def write_columns(self, store: Any, *, overwrite: bool = True) -> list[str]:
         """Write the per-point results into a store as columns; return their names.
@@ -660,203 +505,3 @@ class FilamentDetector:
         for name, dtype in COLUMNS.items():
             store.write_column(name, np.asarray(values[name]).astype(dtype), overwrite=overwrite)
         return list(COLUMNS)
-
-    @staticmethod
-    def _moments(U: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """U's mean, and its covariance's eigenvalues (descending) and eigenvectors (rows)."""
-        n, dim = U.shape
-        mean = U.mean(axis=0, dtype=np.float64)
-        mean32 = mean.astype(np.float32)
-        step = max(1, (16 << 20) // (4 * dim))
-        starts = list(range(0, n, step))
-        parts: dict[int, np.ndarray] = {}
-
-        def scatter(lo: int) -> None:
-            b = U[lo:lo + step] - mean32
-            parts[lo] = (b.T @ b).astype(np.float64)  # float32 products, summed in float64
-
-        run_blocks(scatter, starts)
-        cov = np.sum([parts[lo] for lo in starts], axis=0) / max(1, n - 1)
-        w, V = np.linalg.eigh(cov)
-        return mean, np.clip(w[::-1], 0.0, None), V[:, ::-1].T.copy()
-
-    @staticmethod
-    def _null_cloud(U: np.ndarray, mean: np.ndarray, var: np.ndarray, axes: np.ndarray, h: float,
-                    gen: np.random.Generator) -> np.ndarray:
-        """The smoothed-bootstrap null: each point shrunk to the mean and jittered once (float32).
-
-        ``mu + sqrt(1 - h^2) (z_i - mu) + h eps``, ``eps ~ N(0, Sigma)``: the draw of the
-        ``kde`` sampler (:class:`~latentscope.samplers.KDESampler`), with every point used
-        once instead of resampled, so the null has exactly the data's mean and covariance
-        up to the noise's sampling error.
-        """
-        from ..samplers._kde import KDESampler  # noqa: PLC0415
-
-        n, dim = U.shape
-        kde = KDESampler(bandwidth=h)  # float32 factors: the noise's product runs in float32
-        kde.mean_ = mean
-        kde.variances_, kde.components_ = var.astype(np.float32), axes.astype(np.float32)
-        out = np.empty((n, dim), np.float32)
-        step = max(1, (16 << 20) // (8 * dim))
-        starts = list(range(0, n, step))
-        gens = dict(zip(starts, gen.spawn(len(starts))))  # one stream per block: thread-order free
-
-        def draw(lo: int) -> None:
-            hi = min(n, lo + step)
-            xi = gens[lo].standard_normal((hi - lo, dim), dtype=np.float32)
-            out[lo:hi] = kde._draw(U, np.arange(lo, hi), xi, h)
-
-        run_blocks(draw, starts)
-        return out
-
-    def _structures(self, U, d_data, i_data, cand, pstat, density, s_lin, s_snr, s_dim, gen, report) -> list[dict]:
-        """Analyse the connected candidate structures; return the filaments found."""
-        from scipy.sparse import csr_matrix  # noqa: PLC0415
-        from scipy.sparse.csgraph import connected_components  # noqa: PLC0415
-
-        n, dim = U.shape
-        k = int(self.k)
-        cidx = np.flatnonzero(cand)
-        found: list[dict] = []
-        if cidx.size < max(3, int(self.min_members)):
-            return found
-        # Edges between candidates i and j with d(i, j) within twice *both* points' k-th
-        # neighbour distances: a sparse bulk point that passed the density test cannot
-        # bridge two structures. They come from the all-points graph and from a second
-        # graph among the candidates alone (the all-points forest may cut a sparse
-        # structure in two).
-        dk = d_data[cidx, -1]
-        pos = np.full(n, -1, np.int64)
-        pos[cidx] = np.arange(cidx.size)
-        nb = pos[i_data[cidx]].ravel()
-        src = np.repeat(np.arange(cidx.size), k)
-        ok = (nb >= 0) & (d_data[cidx].ravel() <= _LINK_REACH * dk[np.maximum(nb, 0)])
-        srcs, dsts = [src[ok]], [nb[ok]]
-        kc = min(k, cidx.size - 1)
-        dc, ic, _ = knn_graph(U[cidx], kc, method="exact" if cidx.size <= 10_000 else "forest", rng=gen,
-                              n_trees=4, leaf_size=1024)
-        s2 = np.repeat(np.arange(cidx.size), kc)
-        ok = dc.ravel() <= _LINK_REACH * np.minimum(dk[s2], dk[ic.ravel()])
-        srcs.append(s2[ok])
-        dsts.append(ic.ravel()[ok])
-        src, dst = np.concatenate(srcs), np.concatenate(dsts)
-        A = csr_matrix((np.ones(src.size, np.int8), (src, dst)), shape=(cidx.size, cidx.size))
-        n_comp, comp = connected_components(A, directed=True, connection="weak")
-        sizes = np.bincount(comp, minlength=n_comp)
-        big = np.flatnonzero(sizes >= self.min_members)
-        total = int(sizes[big].sum())
-        done = 0
-        for c in big[np.argsort(-sizes[big])]:
-            members = cidx[comp == c]
-            found.extend(self._analyse_structure(U, members, i_data, pstat, density, s_lin, s_snr, s_dim, gen))
-            done += members.size
-            report("structures", done, total)
-        return found
-
-    def _analyse_structure(self, U, members_all, i_data, pstat, density, s_lin, s_snr, s_dim, gen) -> list[dict]:
-        """Shape at the structure's scale, linking, and the filaments of one structure."""
-        members = members_all
-        if members_all.size > self.max_structure:
-            members = np.sort(gen.choice(members_all, size=int(self.max_structure), replace=False))
-        out = self._analyse_points(U, members, pstat, density, s_lin, s_snr, s_dim, gen)
-        if members.size < members_all.size and out:
-            _propagate(out, members, members_all, i_data)
-        return out
-
-    def _analyse_points(self, U, members, pstat, density, s_lin, s_snr, s_dim, gen) -> list[dict]:
-        from scipy.sparse import csr_matrix  # noqa: PLC0415
-        from scipy.sparse.csgraph import connected_components  # noqa: PLC0415
-
-        k = int(self.k)
-        dim = U.shape[1]
-        nm = members.size
-        if nm < max(3, int(self.min_members)):
-            return []
-        P = U[members]
-        K = int(np.clip(round(self.scale_fraction * nm), min(2 * k, nm - 1), min(self.max_scale, nm - 1)))
-        _, nbr = exact_knn(P, K, use_faiss=False)  # sorted, without self
-        m = int(min(self.n_sub, K + 1))
-        cols = np.unique(np.round(np.linspace(0, K - 1, m - 1)).astype(np.int64))
-        hoods = np.concatenate([np.arange(nm)[:, None], nbr[:, cols]], axis=1)
-        eig, direction = neighbourhood_spectra(P, hoods)
-        st = spectrum_stats(eig, dim)
-        linear = (st.snr >= self.min_snr) & (st.linearity >= self.min_linearity)
-        vote = linear[hoods].mean(axis=1)
-        linear = vote > 0.5
-        s_lin[members] = st.linearity
-        s_snr[members] = st.snr
-        s_dim[members] = st.dimension
-        if linear.sum() < self.min_members:
-            return []
-        # link line-like neighbours whose directions agree
-        kk = min(k, K)
-        src = np.repeat(np.arange(nm), kk)
-        dst = nbr[:, :kk].ravel()
-        cos = np.abs(np.einsum("ij,ij->i", direction[src], direction[dst]))
-        ok = linear[src] & linear[dst] & (cos >= self.direction_cos)
-        A = csr_matrix((np.ones(int(ok.sum()), np.int8), (src[ok], dst[ok])), shape=(nm, nm))
-        n_comp, comp = connected_components(A, directed=True, connection="weak")
-        comp = np.where(linear, comp, -1)
-        out = []
-        sizes = np.bincount(comp[comp >= 0], minlength=n_comp)
-        for c in np.flatnonzero(sizes >= self.min_members):
-            loc = np.flatnonzero(comp == c)
-            spine = fit_spine(P[loc], gen)
-            if spine.thickness > 0 and spine.length < self.min_aspect * spine.thickness:
-                continue
-            rows = members[loc]
-            out.append({
-                "members": rows[spine.order],
-                "length": spine.length,
-                "thickness": spine.thickness,
-                "direction": spine.direction,
-                "start": int(rows[spine.start]),
-                "end": int(rows[spine.end]),
-                "spine": spine.nodes,
-                "linearity": float(np.median(st.linearity[loc])),
-                "snr": float(np.median(st.snr[loc])),
-                "density": float(np.median(density[rows])),
-                "p_value": filament_pvalue(pstat[0][rows], pstat[1], U.shape[0], int(self.min_members)),
-            })
-        return out
-
-
-def _propagate(found: list[dict], analysed: np.ndarray, members_all: np.ndarray, i_data: np.ndarray) -> None:
-    """Give the structure's unanalysed points the filament of their nearest analysed neighbour.
-
-    Rounds over the kNN graph: a point takes the label (filament or none) of the first
-    labelled point in its neighbour list; points labelled in one round label others in
-    the next. Added members go right after their source in the spine order.
-    """
-    lab: dict[int, tuple[int, int]] = {}
-    for j, f in enumerate(found):
-        for r, u in enumerate(f["members"]):
-            lab[int(u)] = (j, r)
-    done = set(int(a) for a in analysed)
-    rest = [int(u) for u in np.setdiff1d(members_all, analysed)]
-    added: list[list[tuple[int, int]]] = [[] for _ in found]
-    for _ in range(32):
-        if not rest:
-            break
-        nxt = []
-        newly: dict[int, tuple[int, int] | None] = {}
-        for u in rest:
-            src = next((int(v) for v in i_data[u] if int(v) in done), None)
-            if src is None:
-                nxt.append(u)
-                continue
-            newly[u] = lab.get(src)
-        for u, jl in newly.items():
-            done.add(u)
-            if jl is not None:
-                lab[u] = jl
-                added[jl[0]].append((jl[1], u))
-        if len(nxt) == len(rest):
-            break
-        rest = nxt
-    for j, f in enumerate(found):
-        if not added[j]:
-            continue
-        ranks = np.concatenate([np.arange(f["members"].size, dtype=np.float64), [r + 0.5 for r, _ in added[j]]])
-        mem = np.concatenate([f["members"], [u for _, u in added[j]]]).astype(np.int64)
-        f["members"] = mem[np.argsort(ranks, kind="stable")]

@@ -2,85 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Callable
 
 import numpy as np
 
+from ..stream import run_blocks
+
 __all__ = [
-    "single_blas_thread", "run_blocks", "mle_dimension", "knn_linearity", "neighbourhood_spectra",
+    "mle_dimension", "knn_linearity", "neighbourhood_spectra",
     "SpectrumStats", "spectrum_stats", "empirical_pvalues", "benjamini_hochberg",
     "local_contrast", "match_null", "filament_pvalue", "grow_dense",
 ]
 
 Progress = Callable[[int, int], None]
 _POWER_STEPS = 20
-
-
-_CONTROLLER: list = []
-
-
-@contextmanager
-def single_blas_thread() -> Iterator[None]:
-    """Run stacked small-matrix LAPACK calls on one BLAS thread.
-
-    ``numpy.linalg.eigh`` on a stack of small matrices is 10-20 times slower with a
-    multi-threaded OpenBLAS on a busy machine (threads spin on tiny problems).
-    """
-    if not _CONTROLLER:
-        try:
-            from threadpoolctl import ThreadpoolController  # noqa: PLC0415 - a scikit-learn dependency
-
-            _CONTROLLER.append(ThreadpoolController())
-        except ImportError:  # pragma: no cover - depends on the environment
-            _CONTROLLER.append(None)
-    ctl = _CONTROLLER[0]
-    if ctl is None:  # pragma: no cover
-        yield
-        return
-    with ctl.limit(limits=1, user_api="blas"):
-        yield
-
-
-def run_blocks(
-    fn: Callable[[Any], None],
-    blocks: Sequence[Any],
-    *,
-    sizes: Sequence[int] | None = None,
-    progress: Progress | None = None,
-    workers: int | None = None,
-) -> None:
-    """Call ``fn`` on every block, in a small thread pool with one BLAS thread each.
-
-    Many small BLAS/LAPACK calls run far better as independent single-threaded
-    calls in parallel than one after another on a multi-threaded BLAS. ``fn`` must
-    write to disjoint outputs. ``progress(done, total)`` counts ``sizes``.
-    """
-    n_workers = int(workers or max(1, min(os.cpu_count() or 1, 8)))
-    sizes = list(sizes) if sizes is not None else [1] * len(blocks)
-    total = int(sum(sizes))
-    state = {"done": 0}
-    lock = threading.Lock()
-
-    def one(i: int) -> None:
-        fn(blocks[i])
-        if progress is not None:
-            with lock:
-                state["done"] += sizes[i]
-                progress(state["done"], total)
-
-    with single_blas_thread():
-        if n_workers == 1 or len(blocks) <= 1:
-            for i in range(len(blocks)):
-                one(i)
-        else:
-            with ThreadPoolExecutor(n_workers) as ex:
-                for _ in ex.map(one, range(len(blocks))):
-                    pass
 
 
 def mle_dimension(dist: np.ndarray) -> np.ndarray:

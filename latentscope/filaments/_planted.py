@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validation import SeedLike, check_rng
+from .._validation import SeedLike, check_positive, check_rng
 from ..exceptions import InvalidParameterError
 
 __all__ = ["PlantedStructure", "PlantedCloud", "make_planted_cloud", "score_planted", "CURVE_SHAPES", "BULKS"]
@@ -123,9 +123,7 @@ def _filament(shape: str, anchor: np.ndarray, length: float, n: int, rng: np.ran
 
 
 def _check_count(value, name: str, *, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidParameterError(f"make_planted_cloud: {name} must be an integer >= {minimum}; got {value!r}.")
-    return int(value)
+    return int(check_positive(value, name, owner="make_planted_cloud", integer=True, minimum=minimum))
 
 
 def make_planted_cloud(

@@ -12,9 +12,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._validation import check_is_fitted
+from ..data._imageio import save_png
 from ..exceptions import InvalidParameterError
 
-__all__ = ["plot_filaments", "plot_statistics", "images_along", "filament_strip", "decoded_strips", "save_png"]
+__all__ = ["plot_filaments", "plot_statistics", "images_along", "filament_strip", "decoded_strips"]
 
 _BULK_CMAP = "Greys"
 
@@ -152,16 +153,6 @@ def filament_strip(images: np.ndarray, *, pad: int = 2) -> np.ndarray:
         x = pad + i * (w + pad)
         out[pad:pad + h, x:x + w] = imgs[i]
     return out
-
-
-def save_png(image: np.ndarray, path: str | Path) -> Path:
-    """Write a uint8 (h, w, 3) array as a PNG file."""
-    from PIL import Image  # noqa: PLC0415
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(path)
-    return path
 
 
 def _save(fig: Any, path: str | Path) -> Path:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..stream import single_blas_thread
+
 __all__ = ["Spine", "fit_spine"]
 
 
@@ -44,8 +46,6 @@ class Spine:
 
 def _top_direction(Pc: np.ndarray) -> np.ndarray:
     """Unit leading principal direction of centred points (via the smaller Gram side)."""
-    from ._local import single_blas_thread  # noqa: PLC0415
-
     n, dim = Pc.shape
     with single_blas_thread():
         if n >= dim:

@@ -12,8 +12,9 @@ Distances between distributions
 kNN-manifold metrics
     :func:`precision_recall` (Kynkäänniemi et al. 2019, k = 3) and
     :func:`density_coverage` (Naeem et al. 2020, k = 5), computed blockwise
-    (exact) or with faiss for large sets (approximate); :func:`manifold_metrics`
-    computes both from shared passes.
+    (exact, float64) or with faiss for large sets (exhaustive, float32), through
+    :mod:`latentscope.neighbors`; :func:`manifold_metrics` computes both from
+    shared passes.
 Memorisation
     :func:`memorisation`: each generated item's distance to its nearest training
     item against the training set's own nearest-neighbour distances.

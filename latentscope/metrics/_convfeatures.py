@@ -83,8 +83,7 @@ class RandomConvFeatures:
             raise InvalidParameterError(f"{owner}: channels must be positive integers; got {channels!r}.")
         check_positive(size, "size", owner=owner, integer=True)
         check_positive(batch_size, "batch_size", owner=owner, integer=True)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise InvalidParameterError(f"{owner}: seed must be an integer >= 0; got {seed!r}.")
+        check_positive(seed, "seed", owner=owner, integer=True, minimum=0)
         self.channels = tuple(int(c) for c in chans)
         self.size = int(size)
         self.seed = int(seed)

@@ -9,10 +9,10 @@ import numpy as np
 
 from .._validation import SeedLike, check_rng
 from ..exceptions import InvalidParameterError
+from ..stream import DEFAULT_MAX_BYTES
 from ._features import PixelPCAFeatures, latent_features
 from ._frechet import frechet_distance
 from ._kid import KIDResult, kid
-from ._knn import DEFAULT_MAX_BYTES
 from ._manifold import DensityCoverage, PrecisionRecall, manifold_metrics
 from ._memorisation import MemorisationResult, memorisation
 
@@ -113,7 +113,7 @@ def evaluate_set(
     memorisation_quantiles: Sequence[float] | None = (0.01, 0.05),
     knn: str = "auto",
     max_bytes: int = DEFAULT_MAX_BYTES,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     rng: SeedLike = None,
 ) -> SetEvaluation:
     """Score generated images against real images with weight-free metrics.
@@ -144,10 +144,10 @@ def evaluate_set(
     memorisation_quantiles : sequence of float or None, default=(0.01, 0.05)
         None skips the memorisation check.
     knn : {"auto", "exact", "faiss"}, default="auto"
-    max_bytes : int, default=32 MiB
+    max_bytes : int, default=DEFAULT_MAX_BYTES (64 MiB)
         Memory budget of one block of distances.
-    batch_size : int, default=256
-        Encoder batch size.
+    batch_size : int, optional
+        Encoder batch size; None takes the backend's preference.
     rng : None, int, SeedSequence or Generator
         Drives the KID subsets, the randomized pixel PCA and the memorisation sample.
 
@@ -168,8 +168,8 @@ def evaluate_set(
         raise InvalidParameterError(f"evaluate_set: manifold_space must be one of {SPACES}; got {space!r}.")
     if (space == "latent" and backend is None) or (space == "pixel-pca" and pixel_pca is False):
         raise InvalidParameterError(f"evaluate_set: manifold_space={space!r} is not computed with these arguments.")
-    gen = check_rng(rng)
-    seeds = gen.integers(0, 2**63 - 1, size=4)
+    # independent streams of the pixel PCA, the KID subsets and the memorisation sample
+    pca_rng, kid_rng, mem_rng = check_rng(rng).spawn(3)
 
     features: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if backend is not None:
@@ -178,14 +178,14 @@ def evaluate_set(
     if pixel_pca is not False:
         if pixel_pca is None or pixel_pca is True:
             n_pix = int(np.prod(real.shape[1:]))
-            pixel_pca = PixelPCAFeatures(n_components=min(64, real.shape[0] - 1, n_pix), rng=seeds[0])
+            pixel_pca = PixelPCAFeatures(n_components=min(64, real.shape[0] - 1, n_pix), rng=pca_rng)
         if getattr(pixel_pca, "components_", None) is None:
             pixel_pca.fit(real)
         features["pixel-pca"] = (pixel_pca.transform(real), pixel_pca.transform(fake))
 
     scores = {}
-    for i, (name, (fr, ff)) in enumerate(features.items()):
-        k = kid(fr, ff, n_subsets=kid_subsets, subset_size=kid_subset_size, rng=np.random.default_rng([int(seeds[1]), i]))
+    for (name, (fr, ff)), space_rng in zip(features.items(), kid_rng.spawn(len(features))):
+        k = kid(fr, ff, n_subsets=kid_subsets, subset_size=kid_subset_size, rng=space_rng)
         scores[name] = SpaceScores(name, int(fr.shape[1]), frechet_distance(fr, ff), k)
 
     fr, ff = features[space]
@@ -193,5 +193,5 @@ def evaluate_set(
     mem = None
     if memorisation_quantiles is not None:
         mem = memorisation(fr if train is None else train, ff, quantiles=memorisation_quantiles,
-                           knn=knn, max_bytes=max_bytes, rng=np.random.default_rng(seeds[2]))
+                           knn=knn, max_bytes=max_bytes, rng=mem_rng)
     return SetEvaluation(real.shape[0], fake.shape[0], scores, space, pr, dc, mem)

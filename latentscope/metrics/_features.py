@@ -7,6 +7,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from .._estimator import Estimator
+from .._persist import load_state, save_state
 from .._validation import SeedLike, check_is_fitted, check_positive, check_rng
 from ..exceptions import InvalidParameterError, NonFiniteError
 
@@ -46,7 +48,7 @@ def iter_image_batches(images: Any, *, owner: str, batch_size: int = _ROWS_PER_B
         yield arr
 
 
-class PixelPCAFeatures:
+class PixelPCAFeatures(Estimator):
     """Principal components of flattened pixels, fitted on real images: a weight-free feature map.
 
     Images are flattened and scaled to [0, 1]; ``transform`` returns their coordinates
@@ -94,9 +96,6 @@ class PixelPCAFeatures:
         self.max_images = max_images
         self.svd_solver = svd_solver
         self.rng = rng
-
-    def __repr__(self) -> str:
-        return f"PixelPCAFeatures(n_components={self.n_components!r}, max_images={self.max_images!r})"
 
     def fit(self, images: Any) -> "PixelPCAFeatures":
         """Fit the axes on real images (array, image source or iterable of batches); returns self."""
@@ -182,23 +181,20 @@ class PixelPCAFeatures:
 
     def save(self, path: str | Path) -> None:
         """Save to ``path.json`` and ``path.h5``."""
-        from ..analysis._io import save_fitted
-
         check_is_fitted(self, "components_")
-        save_fitted(
-            path, "PixelPCAFeatures",
-            {"n_components": self.n_components, "max_images": self.max_images, "svd_solver": self.svd_solver},
-            {"image_shape": list(self.image_shape_), "n_images_seen": self.n_images_seen_, "exact": self.exact_},
-            {"mean": self.mean_, "components": self.components_, "explained_variance": self.explained_variance_},
+        save_state(
+            path, kind="PixelPCAFeatures",
+            params={k: v for k, v in self.get_params().items() if k != "rng"},  # a Generator is no JSON value
+            scalars={"image_shape": list(self.image_shape_), "n_images_seen": self.n_images_seen_, "exact": self.exact_},
+            arrays={"mean": self.mean_, "components": self.components_, "explained_variance": self.explained_variance_},
         )
 
     @classmethod
     def load(cls, path: str | Path) -> "PixelPCAFeatures":
         """Load a feature map written by :meth:`save`."""
-        from ..analysis._io import load_fitted
-
-        params, scalars, arrays = load_fitted(path, "PixelPCAFeatures")
-        self = cls(**params)
+        state = load_state(path, "PixelPCAFeatures")
+        scalars, arrays = state.scalars, state.arrays
+        self = cls(**{k: v for k, v in state.params.items() if k in cls._param_names()})
         self.mean_, self.components_ = arrays["mean"], arrays["components"]
         self.explained_variance_ = arrays["explained_variance"]
         self.image_shape_ = tuple(int(d) for d in scalars["image_shape"])
@@ -216,7 +212,7 @@ def _check_codes(z: Any, owner: str) -> np.ndarray:
     return z
 
 
-def latent_features(backend: Any, images: Any, *, batch_size: int = 256) -> np.ndarray:
+def latent_features(backend: Any, images: Any, *, batch_size: int | None = None) -> np.ndarray:
     """Encode images with a backend: the AE's own latent space as a feature space.
 
     Parameters
@@ -224,20 +220,24 @@ def latent_features(backend: Any, images: Any, *, batch_size: int = 256) -> np.n
     backend : Backend
         Anything with ``encode(uint8 images, batch_size=) -> z``.
     images : uint8 array (n, h, w, c), image source or iterable of batches
-    batch_size : int, default=256
-        Passed to ``backend.encode``.
+    batch_size : int, optional
+        Passed to ``backend.encode``; None takes the backend's preference
+        (:func:`latentscope.backends.preferred_batch_size`).
 
     Returns
     -------
     ndarray of shape (n, z_dim)
     """
+    from ..backends import preferred_batch_size  # noqa: PLC0415 - the backends layer sits beside
+
+    batch_size = preferred_batch_size(backend, "encode", batch_size, owner="latent_features")
     out = [backend.encode(b, batch_size=batch_size) for b in iter_image_batches(images, owner="latent_features", batch_size=4096)]
     if not out:
         raise InvalidParameterError("latent_features: images is empty.")
     return _check_codes(np.concatenate(out, axis=0), "latent_features")
 
 
-def reencode(backend: Any, z: Any, *, batch_size: int = 256) -> np.ndarray:
+def reencode(backend: Any, z: Any, *, batch_size: int | None = None) -> np.ndarray:
     """``backend.encode(backend.decode(z))``: where decoded z-points land back in the latent space.
 
     Comparing these re-encoded codes with the encoded real images measures whether
@@ -248,7 +248,8 @@ def reencode(backend: Any, z: Any, *, batch_size: int = 256) -> np.ndarray:
     ----------
     backend : Backend
     z : array-like of shape (n, z_dim)
-    batch_size : int, default=256
+    batch_size : int, optional
+        For ``decode`` and ``encode``; None takes the backend's preference for each.
 
     Returns
     -------
@@ -259,7 +260,11 @@ def reencode(backend: Any, z: Any, *, batch_size: int = 256) -> np.ndarray:
         raise InvalidParameterError(f"reencode: z must be 2-D (n, z_dim); got shape {z.shape}.")
     if z.shape[0] == 0:
         raise InvalidParameterError("reencode: z is empty.")
-    chunk = max(int(batch_size), 4096)
-    out = [backend.encode(backend.decode(z[lo : lo + chunk], batch_size=batch_size), batch_size=batch_size)
+    from ..backends import preferred_batch_size  # noqa: PLC0415
+
+    dec = preferred_batch_size(backend, "decode", batch_size, owner="reencode")
+    enc = preferred_batch_size(backend, "encode", batch_size, owner="reencode")
+    chunk = max(dec, enc, 4096)
+    out = [backend.encode(backend.decode(z[lo : lo + chunk], batch_size=dec), batch_size=enc)
            for lo in range(0, z.shape[0], chunk)]
     return _check_codes(np.concatenate(out, axis=0), "reencode")

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._validation import check_array
 from ..exceptions import InvalidParameterError
-from ..stream import Covariance, CovarianceResult, run_reducers
+from ..stream import DEFAULT_MAX_BYTES, Covariance, CovarianceResult, run_reducers
 
 __all__ = ["FeatureStats", "feature_stats", "frechet_distance"]
 
@@ -66,36 +66,37 @@ class FeatureStats:
         return cls(result.n, result.mean, result.cov(ddof=1))
 
     def save(self, path: str | Path) -> None:
-        """Write ``path.json`` and ``path.h5`` (see :func:`latentscope.analysis` savers)."""
-        from ..analysis._io import save_fitted
+        """Write ``path.json`` and ``path.h5`` (the one format of :mod:`latentscope._persist`)."""
+        from .._persist import save_state  # noqa: PLC0415
 
-        save_fitted(path, "FeatureStats", {}, {"n": self.n}, {"mean": self.mean, "cov": self.cov})
+        save_state(path, kind="FeatureStats", params={}, scalars={"n": self.n},
+                   arrays={"mean": self.mean, "cov": self.cov})
 
     @classmethod
     def load(cls, path: str | Path) -> "FeatureStats":
         """Read statistics written by :meth:`save`."""
-        from ..analysis._io import load_fitted
+        from .._persist import load_state  # noqa: PLC0415
 
-        _, scalars, arrays = load_fitted(path, "FeatureStats")
-        return cls(int(scalars["n"]), arrays["mean"], arrays["cov"])
+        state = load_state(path, "FeatureStats")
+        return cls(int(state.scalars["n"]), state.arrays["mean"], state.arrays["cov"])
 
 
 def feature_stats(
     source: Any,
     *,
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
-    max_bytes: int = 64 << 20,
+    max_bytes: int = DEFAULT_MAX_BYTES,
     progress: Callable[[int, int], None] | None = None,
 ) -> FeatureStats:
     """Stream the mean and covariance of a store or array in one pass (float64).
 
     Parameters
     ----------
-    source : ZStore or array-like of shape (n, dim)
+    source : ZStore, store path, ZSource or array-like of shape (n, dim)
         E.g. the store of encoded real images: their latent features.
     transform : callable, optional
         Applied to each block first (a feature map from z-points to features).
-    max_bytes : int, default=64 MiB
+    max_bytes : int, default=DEFAULT_MAX_BYTES (64 MiB)
         Memory budget per block.
     progress : callable(rows_done, rows_total), optional
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import numpy as np
 
-from .._validation import check_array
+from .._validation import check_array, check_positive
 from ..exceptions import InvalidParameterError
-from ._knn import DEFAULT_MAX_BYTES, ball_counts, kth_neighbour_sqdist, resolve_method
+from ..neighbors import ball_counts, kth_neighbour_sqdist, resolve_engine
+from ..stream import DEFAULT_MAX_BYTES
 
 __all__ = ["PrecisionRecall", "DensityCoverage", "precision_recall", "density_coverage", "manifold_metrics"]
 
@@ -29,8 +30,11 @@ class PrecisionRecall:
     k : int
     n_real, n_fake : int
     method : str
-        ``"exact"`` (blockwise float64 distances) or ``"faiss"`` (approximate: float32,
-        membership tested among the nearest candidate centres only).
+        ``"exact"`` (blockwise float64 distances) or ``"faiss"`` (exhaustive float32
+        search: memberships within rounding distance of a ball's surface may flip).
+    fake_inside : ndarray of shape (n_fake,), bool
+        Whether each generated point lies in the real manifold (``precision`` is its
+        mean); not part of the comparison or the repr.
     """
 
     precision: float
@@ -39,6 +43,7 @@ class PrecisionRecall:
     n_real: int
     n_fake: int
     method: str
+    fake_inside: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -71,8 +76,7 @@ class DensityCoverage:
 
 
 def _check_k(k: Any, name: str, owner: str, n_min: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InvalidParameterError(f"{owner}: {name} must be an integer >= 1; got {k!r}.")
+    check_positive(k, name, owner=owner, integer=True, minimum=1)
     if k >= n_min:
         raise InvalidParameterError(
             f"{owner}: {name} must be smaller than the number of rows of each set it is used on ({n_min}); got {k}."
@@ -96,6 +100,7 @@ def manifold_metrics(
     k_dc: int | None = 5,
     knn: str = "auto",
     max_bytes: int = DEFAULT_MAX_BYTES,
+    real_sqradii: Mapping[int, Any] | None = None,
 ) -> tuple[PrecisionRecall | None, DensityCoverage | None]:
     """Precision/recall and density/coverage from shared neighbour passes.
 
@@ -112,10 +117,14 @@ def manifold_metrics(
     k_dc : int or None, default=5
         Neighbour rank of the density/coverage balls (real set only).
     knn : {"auto", "exact", "faiss"}, default="auto"
-        Neighbour engine (see :mod:`latentscope.metrics._knn`); "auto" is exact up to
+        Neighbour engine (see :mod:`latentscope.neighbors`); "auto" is exact up to
         20 000 x 20 000 points.
-    max_bytes : int, default=32 MiB
+    max_bytes : int, default=DEFAULT_MAX_BYTES (64 MiB)
         Memory budget of one block of distances (exact engine).
+    real_sqradii : mapping of int to ndarray of shape (n_real,), optional
+        Squared k-th neighbour radii of the real set for ``k_pr`` and ``k_dc``
+        (:func:`latentscope.neighbors.kth_neighbour_sqdist`), when several generated
+        sets are scored against one real set (skips that pass).
 
     Returns
     -------
@@ -130,16 +139,25 @@ def manifold_metrics(
         k_pr = _check_k(k_pr, "k_pr", owner, min(n, m))
     if k_dc is not None:
         k_dc = _check_k(k_dc, "k_dc", owner, n)
-    method = resolve_method(knn, max(n * n, m * m, n * m), owner=owner)
+    method = resolve_engine(knn, max(n * n, m * m, n * m), owner=owner)
     ks = [k for k in (k_pr, k_dc) if k is not None]
-    real_r2 = dict(zip(ks, kth_neighbour_sqdist(x, ks, method=method, max_bytes=max_bytes)))
+    if real_sqradii is None:
+        real_r2 = dict(zip(ks, kth_neighbour_sqdist(x, ks, method=method, max_bytes=max_bytes)))
+    else:
+        missing = [k for k in ks if k not in real_sqradii]
+        if missing:
+            raise InvalidParameterError(f"{owner}: real_sqradii holds no radii for k = {missing[0]}.")
+        real_r2 = {k: np.asarray(real_sqradii[k], dtype=np.float64) for k in ks}
+        if any(r.shape != (n,) for r in real_r2.values()):
+            raise InvalidParameterError(f"{owner}: real_sqradii must hold one radius per real row ({n}).")
     fake_r2 = kth_neighbour_sqdist(y, [k_pr], method=method, max_bytes=max_bytes)[0] if k_pr is not None else None
     counts = ball_counts(y, x, [real_r2[k] for k in ks], fake_r2, method=method, max_bytes=max_bytes)
     pr = dc = None
     if k_pr is not None:
-        precision = float(np.mean(counts.query_counts[0] > 0))
+        inside = counts.query_counts[0] > 0
+        precision = float(np.mean(inside))
         recall = float(np.mean(counts.centre_in_query_balls))
-        pr = PrecisionRecall(precision, recall, k_pr, n, m, counts.method)
+        pr = PrecisionRecall(precision, recall, k_pr, n, m, counts.method, inside)
     if k_dc is not None:
         j = ks.index(k_dc)
         density = float(counts.query_counts[j].sum() / (k_dc * m))
@@ -166,7 +184,7 @@ def precision_recall(
         Features (both sets need more than ``k`` rows).
     k : int, default=3
     knn : {"auto", "exact", "faiss"}, default="auto"
-    max_bytes : int, default=32 MiB
+    max_bytes : int, default=DEFAULT_MAX_BYTES (64 MiB)
         Memory budget of one block of distances.
 
     Returns
@@ -209,7 +227,7 @@ def density_coverage(
         Features (the real set needs more than ``k`` rows).
     k : int, default=5
     knn : {"auto", "exact", "faiss"}, default="auto"
-    max_bytes : int, default=32 MiB
+    max_bytes : int, default=DEFAULT_MAX_BYTES (64 MiB)
 
     Returns
     -------

@@ -9,7 +9,8 @@ import numpy as np
 
 from .._validation import SeedLike, check_array, check_fraction, check_positive, check_rng
 from ..exceptions import InvalidParameterError
-from ._knn import DEFAULT_MAX_BYTES, knn_sqdist, resolve_method
+from ..neighbors import nearest_distances, reference_distances, resolve_engine
+from ..stream import DEFAULT_MAX_BYTES, ZSource, reading
 
 __all__ = ["MemorisationResult", "memorisation"]
 
@@ -70,16 +71,15 @@ class MemorisationResult:
 
 
 def _as_rows(x: Any, name: str) -> Any:
-    """Arrays of images (n, h, w, c) become float pixel rows in [0, 1]; features stay."""
-    from ..store import ZStore
-
-    if isinstance(x, ZStore):
-        return x
-    arr = np.asarray(x)
-    if arr.ndim > 2:
-        scale = 1.0 / 255.0 if arr.dtype == np.uint8 else 1.0
-        arr = arr.reshape(arr.shape[0], -1).astype(np.float64) * scale
-    return check_array(arr, name=name, min_rows=1, owner="memorisation")
+    """Arrays of images (n, h, w, c) become float pixel rows in [0, 1]; features, stores and paths stay."""
+    shape = getattr(x, "shape", None)
+    if isinstance(x, (np.ndarray, list, tuple)) or (shape is not None and len(shape) > 2):
+        arr = np.asarray(x)
+        if arr.ndim > 2:
+            scale = 1.0 / 255.0 if arr.dtype == np.uint8 else 1.0
+            arr = arr.reshape(arr.shape[0], -1).astype(np.float64) * scale
+        return check_array(arr, name=name, min_rows=1, owner="memorisation")
+    return x
 
 
 def memorisation(
@@ -104,7 +104,7 @@ def memorisation(
 
     Parameters
     ----------
-    train : ZStore or array-like of shape (n_train, dim), or images (n_train, h, w, c)
+    train : ZStore, store path, ZSource or array-like of shape (n_train, dim), or images (n_train, h, w, c)
         Training features, e.g. the store of encoded training images. Image arrays are
         compared in pixel space (flattened, uint8 scaled to [0, 1]).
     generated : array-like of shape (n_generated, dim), or images
@@ -116,7 +116,7 @@ def memorisation(
         training set, so the estimate is unbiased. ``None`` uses every item
         (O(n_train^2) work).
     knn : {"auto", "exact", "faiss"}, default="auto"
-    max_bytes : int, default=32 MiB
+    max_bytes : int, default=DEFAULT_MAX_BYTES (64 MiB)
         Memory budget of one block of distances (a store is streamed block by block).
     rng : None, int, SeedSequence or Generator
         Draws the training queries.
@@ -125,15 +125,18 @@ def memorisation(
     -------
     MemorisationResult
     """
-    from ..store import ZStore
-
     owner = "memorisation"
-    train = _as_rows(train, "train")
-    gen_rows = _as_rows(generated, "generated")
-    if isinstance(gen_rows, ZStore):
-        gen_rows = gen_rows.read().astype(np.float64)
-    n_train = train.n_rows if isinstance(train, ZStore) else train.shape[0]
-    dim = train.z_dim if isinstance(train, ZStore) else train.shape[1]
+    gen = _as_rows(generated, "generated")
+    with reading(gen, owner="generated") as gen_src:
+        gen_rows = np.asarray(gen_src.read(), dtype=np.float64)  # the queries, in memory
+    train_rows = _as_rows(train, "train")
+    with reading(train_rows, owner="train") as train_src:
+        return _memorisation(train_src, gen_rows, quantiles, n_train_queries, knn, max_bytes, rng, owner)
+
+
+def _memorisation(train: ZSource, gen_rows: np.ndarray, quantiles: Sequence[float], n_train_queries: int | None,
+                  knn: str, max_bytes: int, rng: SeedLike, owner: str) -> MemorisationResult:
+    n_train, dim = train.shape
     if n_train < 2:
         raise InvalidParameterError(f"{owner}: train must have at least 2 rows; got {n_train}.")
     if gen_rows.shape[1] != dim:
@@ -147,14 +150,12 @@ def memorisation(
         check_positive(n_train_queries, "n_train_queries", owner=owner, integer=True)
     gen = check_rng(rng)
     n_q = n_train if n_train_queries is None else min(int(n_train_queries), n_train)
-    rows = np.arange(n_train) if n_q == n_train else np.sort(gen.choice(n_train, n_q, replace=False))
-    queries = train.read(rows) if isinstance(train, ZStore) else train[rows]
-    method = resolve_method(knn, n_train * max(n_q, gen_rows.shape[0]), owner=owner)
+    method = resolve_engine(knn, n_train * max(n_q, gen_rows.shape[0]), owner=owner)
 
-    d2_gen, idx_gen = knn_sqdist(gen_rows, train, 1, method=method, max_bytes=max_bytes)
-    d2_train, _ = knn_sqdist(np.asarray(queries, dtype=np.float64), train, 1, query_rows=rows, method=method, max_bytes=max_bytes)
-    gen_d = np.sqrt(d2_gen[:, 0])
-    train_d = np.sqrt(d2_train[:, 0])
+    gen_d, idx_gen = nearest_distances(gen_rows, train, 1, return_indices=True, method=method, max_bytes=max_bytes)
+    gen_d = gen_d[:, 0]
+    _, train_d = reference_distances(train, n_q, 1, rng=gen, method=method, max_bytes=max_bytes)
+    train_d = train_d[:, 0]
     thresholds = np.quantile(train_d, qs)
     fraction = np.array([float(np.mean(gen_d <= t)) for t in thresholds])
     return MemorisationResult(gen_d, idx_gen[:, 0], train_d, qs, thresholds, fraction, int(n_train), method)

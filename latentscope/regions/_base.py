@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import InvalidParameterError
+from ..stream import DEFAULT_MAX_BYTES, iter_array_blocks
 
 __all__ = ["Region", "region_from_dict"]
 
@@ -40,10 +41,8 @@ class Region:
             )
         return Z
 
-    def fraction_inside(self, source: Any, *, max_bytes: int = 64 << 20) -> float:
+    def fraction_inside(self, source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES) -> float:
         """Fraction of the rows of a store or array that lie in the region."""
-        from ..stream import iter_array_blocks
-
         inside = total = 0
         for block in iter_array_blocks(source, max_bytes=max_bytes):
             inside += int(self.contains(block).sum())

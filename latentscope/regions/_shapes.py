@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from scipy.special import gammaln
 
-from .._validation import check_rng
+from .._validation import check_positive, check_rng
 from ..exceptions import InvalidParameterError
 from ._base import Region
 
@@ -31,9 +31,7 @@ def _frozen(a: Any, name: str, owner: str, ndim: int = 1) -> np.ndarray:
 
 
 def _check_n(n: Any, owner: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise InvalidParameterError(f"{owner}.sample: n must be an integer >= 0; got {n!r}.")
-    return int(n)
+    return int(check_positive(n, "n", owner=f"{owner}.sample", integer=True, minimum=0))
 
 
 def _unit_ball(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:

@@ -2,46 +2,32 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from .._validation import check_rng
+from .._estimator import Estimator
+from .._persist import _jsonable, load_state, save_state
+from .._validation import check_positive, check_rng
 from .._version import __version__
 from ..exceptions import InvalidParameterError, NotFittedError, SamplerError, StoreFormatError
+from ..stream import ZSource
+from ._data import fit_source
 
 __all__ = ["Sampler", "make_sampler", "all_samplers", "load_sampler", "sampler_from_dict", "rejection_sample"]
 
 _REGISTRY: dict[str, type["Sampler"]] = {}
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, Path):
-        return str(v)
-    return v
+def _is_covariance_frame(pca: Any) -> bool:
+    from ..analysis import PCAFrame
+
+    return isinstance(pca, PCAFrame) and getattr(pca, "components_", None) is not None and not pca.correlation
 
 
-def _open_source(source: Any) -> tuple[Any, bool]:
-    """A path becomes an open store (to be closed by the caller); anything else passes."""
-    if isinstance(source, (str, Path)):
-        from ..store import open_store
-
-        return open_store(source), True
-    return source, False
-
-
-class Sampler:
+class Sampler(Estimator):
     """Base class of the z-point generators.
 
     A sampler draws float32 z-points with ``sample(n, rng)``. Samplers that need data
@@ -53,9 +39,12 @@ class Sampler:
 
     Subclasses set the class attributes ``name`` (the registry and ``--region``
     name), ``description``, ``_array_attrs`` / ``_scalar_attrs`` (the fitted state
-    that :meth:`save` writes) and implement ``_fit(source, rng)`` and
-    ``_sample(n, rng)`` (float64 result). ``__init__`` only stores keyword
-    parameters; they are validated when ``fit`` starts.
+    that :meth:`save` writes) and implement ``_fit(source, rng, pca)`` (``source``
+    a :class:`~latentscope.stream.ZSource`, a fitted analysis result or None;
+    ``pca`` the frame given to ``fit`` or None) and ``_sample(n, rng)`` (float64
+    result). ``__init__`` only stores keyword parameters; they are validated when
+    ``fit`` starts. Parameters, ``repr`` and :func:`~latentscope.clone` come from
+    :class:`~latentscope.Estimator`.
 
     Attributes
     ----------
@@ -67,7 +56,6 @@ class Sampler:
     description: ClassVar[str] = ""
     _array_attrs: ClassVar[tuple[str, ...]] = ()
     _scalar_attrs: ClassVar[tuple[str, ...]] = ()
-    _pca_hint: Any = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -77,27 +65,8 @@ class Sampler:
     # -- parameters ---------------------------------------------------------------------
     @classmethod
     def param_names(cls) -> list[str]:
-        """Names of the keyword parameters of ``__init__``."""
-        sig = inspect.signature(cls.__init__)
-        return [p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
-
-    def get_params(self) -> dict[str, Any]:
-        """The constructor parameters as a dict."""
-        return {name: getattr(self, name) for name in self.param_names()}
-
-    def __repr__(self) -> str:
-        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
-        shown = []
-        for key, value in self.get_params().items():
-            d = defaults.get(key, inspect.Parameter.empty)
-            same = False
-            try:
-                same = bool(np.all(value == d)) if not isinstance(value, np.ndarray) else False
-            except Exception:  # pragma: no cover - exotic parameter values
-                same = False
-            if not same:
-                shown.append(f"{key}={value!r}")
-        return f"{type(self).__name__}({', '.join(shown)})"
+        """Names of the keyword parameters of ``__init__`` (the ``--region`` options)."""
+        return cls._param_names()
 
     @property
     def needs_data(self) -> bool:
@@ -110,8 +79,15 @@ class Sampler:
 
         Parameters
         ----------
-        source : ZStore, path, array of shape (n, z_dim), analysis result, or None
-            The data. ``None`` is allowed only for samplers that need no data.
+        source : ZStore, path, array of shape (n, z_dim), h5py dataset, memmap, fitted analysis, or None
+            The data, taken through :func:`~latentscope.stream.as_zsource` (a path
+            is opened and closed again), or a fitted analysis result: a
+            :class:`~latentscope.analysis.PCAFrame`, a
+            :class:`~latentscope.analysis.BoundingBoxes`, a
+            :class:`~latentscope.analysis.CoreCovariance`, a
+            :class:`~latentscope.stream.MomentsResult` or a
+            :class:`~latentscope.stream.CovarianceResult` (each sampler says which it
+            can use). ``None`` is allowed only for samplers that need no data.
         rng : None, int, SeedSequence or Generator
             Randomness used while fitting (subsampling, mixture initialisation).
         pca : PCAFrame, optional
@@ -120,29 +96,33 @@ class Sampler:
             a pass and gives every tool the same principal axes (axes of nearly
             equal variance are otherwise not unique). Ignored by the others.
         """
-        src, opened = _open_source(source)
-        if pca is not None and (getattr(pca, "components_", None) is None or getattr(pca, "correlation", False)):
-            raise InvalidParameterError(f"{type(self).__name__}.fit: pca must be a fitted covariance PCAFrame (correlation=False).")
-        self._pca_hint = pca
+        owner = type(self).__name__
+        if pca is not None and not _is_covariance_frame(pca):
+            raise InvalidParameterError(f"{owner}.fit: pca must be a fitted covariance PCAFrame (correlation=False).")
+        if source is None and self.needs_data:
+            raise InvalidParameterError(
+                f"{owner}.fit: this sampler needs data; pass a store, a path or an array of z-points."
+            )
+        src = fit_source(source, owner)
         try:
-            if src is None and self.needs_data:
-                raise InvalidParameterError(
-                    f"{type(self).__name__}.fit: this sampler needs data; pass a store, a path or an array of z-points."
-                )
-            self._fit(src, check_rng(rng))
+            self._fit(src, check_rng(rng), pca)
         finally:
-            self._pca_hint = None
-            if opened:
-                src.close()
+            if src is not source and isinstance(src, ZSource):
+                src.close()  # closes a store only when this call opened it from a path
         return self
 
-    def _fit(self, source: Any, rng: np.random.Generator) -> None:  # pragma: no cover - abstract
+    def _fit(self, source: Any, rng: np.random.Generator, pca: Any = None) -> None:  # pragma: no cover - abstract
+        """Fit from ``source`` (a :class:`~latentscope.stream.ZSource`, a fitted analysis result, or None).
+
+        ``pca`` is the frame passed to :meth:`fit` (or None); samplers that work in
+        the PCA frame use it instead of fitting their own.
+        """
         raise NotImplementedError
 
     def _check_fitted(self) -> None:
         if getattr(self, "z_dim_", None) is None:
             if not self.needs_data:
-                self._fit(None, check_rng(0))
+                self._fit(None, check_rng(0), None)
                 return
             raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit(store) first.")
 
@@ -169,8 +149,7 @@ class Sampler:
         -------
         ndarray of shape (n, z_dim)
         """
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise InvalidParameterError(f"{type(self).__name__}.sample: n must be an integer >= 0; got {n!r}.")
+        check_positive(n, "n", owner=f"{type(self).__name__}.sample", integer=True, minimum=0)
         if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise InvalidParameterError(f"{type(self).__name__}.sample: dtype must be float32 or float64; got {dtype!r}.")
         self._check_fitted()
@@ -241,32 +220,27 @@ class Sampler:
         """Rebuild derived state after loading fitted attributes (override if needed)."""
 
     def save(self, path: str | Path) -> None:
-        """Write ``path``.json (parameters, fitted scalars) and ``path``.npz (fitted arrays)."""
-        stem = Path(path)
-        if stem.suffix in (".json", ".npz"):
-            stem = stem.with_suffix("")
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        stem.with_suffix(".json").write_text(self.to_json())
-        np.savez(stem.with_suffix(".npz"), **self.fitted_arrays())
+        """Write ``path``.json (parameters, fitted scalars) and ``path``.npz (fitted arrays).
+
+        The files follow the one persistence format (:mod:`latentscope._persist`),
+        and the JSON keeps the keys ``fitted`` and ``fitted_arrays`` of earlier
+        versions (the same values as ``scalars`` and ``arrays``);
+        :func:`load_sampler` reads both.
+        """
+        d = self.to_dict()
+        extra = {"sampler": self.name}
+        if "fitted" in d:  # the keys sampler.json has always had, kept beside the format's own
+            extra.update(fitted=d["fitted"], fitted_arrays=d["fitted_arrays"])
+        save_state(path, kind="sampler", cls=d["class"], params=d["params"], scalars=d.get("fitted", {}),
+                   arrays=self.fitted_arrays() if self.is_fitted else {}, extra=extra, container="npz")
 
 
 def load_sampler(path: str | Path) -> Sampler:
     """Load a sampler written by :meth:`Sampler.save` (``path`` with or without suffix)."""
-    stem = Path(path)
-    if stem.suffix in (".json", ".npz"):
-        stem = stem.with_suffix("")
-    jpath, npath = stem.with_suffix(".json"), stem.with_suffix(".npz")
-    if not jpath.exists():
-        raise StoreFormatError(f"{jpath}: no such file (expected a sampler written by save()).")
-    try:
-        data = json.loads(jpath.read_text())
-    except json.JSONDecodeError as exc:
-        raise StoreFormatError(f"{jpath}: not a sampler file ({exc}).") from exc
-    arrays: dict[str, np.ndarray] = {}
-    if npath.exists():
-        with np.load(npath, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    return Sampler.from_dict(data, arrays)
+    state = load_state(path, "sampler")
+    data = {"sampler": state.meta.get("sampler"), "params": state.params,
+            "fitted": state.scalars or None, "fitted_arrays": state.meta.get("arrays", [])}
+    return Sampler.from_dict(data, state.arrays)
 
 
 def sampler_from_dict(data: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> Sampler:

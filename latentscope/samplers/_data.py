@@ -7,36 +7,58 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import InvalidParameterError
-from ..stream import Moments, MomentsResult, run_reducers, source_shape
+from ..stream import DEFAULT_MAX_BYTES, CovarianceResult, Moments, MomentsResult, ZSource, as_zsource, run_reducers
 
 __all__ = [
-    "is_data", "source_z_dim", "moments_of", "pca_of", "bounding_boxes_of", "radius_stats",
-    "check_quantiles", "check_center", "pca_box_of",
+    "fitted_inputs", "fit_source", "is_data", "source_z_dim", "mean_of", "moments_of", "pca_of",
+    "bounding_boxes_of", "radius_stats", "check_quantiles", "check_center", "pca_box_of", "subsample",
 ]
 
 
-def is_data(source: Any) -> bool:
-    """True for a store or an array of z-points (not an analysis result)."""
-    from ..store import ZStore
+def fitted_inputs() -> tuple[type, ...]:
+    """The fitted analysis results a sampler may be fitted from instead of the z-points."""
+    from ..analysis import BoundingBoxes, CoreCovariance, PCAFrame
 
-    return isinstance(source, (ZStore, np.ndarray, list, tuple))
+    return (PCAFrame, BoundingBoxes, CoreCovariance, MomentsResult, CovarianceResult)
+
+
+def fit_source(source: Any, owner: str) -> Any:
+    """What ``Sampler.fit`` hands to ``_fit``: None, a fitted analysis result as is, or a :class:`ZSource`."""
+    if source is None or isinstance(source, fitted_inputs()):
+        return source
+    return as_zsource(source, owner=f"{owner}.fit")
+
+
+def is_data(source: Any) -> bool:
+    """True for the z-points themselves (a :class:`ZSource`), False for an analysis result."""
+    return isinstance(source, ZSource)
 
 
 def source_z_dim(source: Any, owner: str) -> int:
-    """Latent dimension of a store, an array, or a fitted analysis result."""
-    if is_data(source):
-        return int(source_shape(source)[1])
-    for attr in ("mean_", "mean"):
-        m = getattr(source, attr, None)
-        if m is not None:
-            return int(np.shape(m)[-1])
-    pca = getattr(source, "pca_", None)
-    if pca is not None:
-        return int(pca.mean_.shape[0])
+    """Latent dimension of the z-points or of a fitted analysis result."""
+    from ..analysis import BoundingBoxes
+
+    if isinstance(source, ZSource):
+        return source.dim
+    if isinstance(source, (MomentsResult, CovarianceResult)):
+        return int(np.shape(source.mean)[-1])
+    if isinstance(source, BoundingBoxes):
+        return int(source.pca_.mean_.shape[0])
+    if isinstance(source, fitted_inputs()):
+        return int(np.shape(source.mean_)[-1])
     raise InvalidParameterError(
         f"{owner}.fit: source must be a ZStore, a path, an array of shape (n, z_dim) or a fitted analysis; "
         f"got {type(source).__name__}."
     )
+
+
+def mean_of(source: Any, owner: str) -> np.ndarray:
+    """The data mean: from a fitted frame or core covariance, from moments, or one streamed pass."""
+    from ..analysis import CoreCovariance, PCAFrame
+
+    if isinstance(source, (PCAFrame, CoreCovariance)):
+        return np.array(source.mean_, dtype=np.float64)
+    return moments_of(source, owner).mean.copy()
 
 
 def _need_data(source: Any, owner: str, what: str) -> None:
@@ -58,24 +80,23 @@ def moments_of(source: Any, owner: str) -> MomentsResult:
     return res
 
 
-def pca_of(source: Any, owner: str, hint: Any = None) -> Any:
-    """A fitted PCAFrame: ``hint``, the source itself, a BoundingBoxes' frame, or fitted on the data."""
-    from ..analysis import PCAFrame
+def pca_of(source: Any, owner: str, pca: Any = None) -> Any:
+    """A fitted PCAFrame: ``pca`` (the frame given to ``fit``), the source itself, a BoundingBoxes' frame,
+    one fitted on a CovarianceResult, or one fitted on the data."""
+    from ..analysis import BoundingBoxes, PCAFrame
 
-    if hint is not None:
+    if pca is not None:
         dim = source_z_dim(source, owner)
-        if hint.mean_.shape[0] != dim:
-            raise InvalidParameterError(f"{owner}.fit: pca has z_dim {hint.mean_.shape[0]}; the source has {dim}.")
-        return hint
+        if pca.mean_.shape[0] != dim:
+            raise InvalidParameterError(f"{owner}.fit: pca has z_dim {pca.mean_.shape[0]}; the source has {dim}.")
+        return pca
     if isinstance(source, PCAFrame):
         if getattr(source, "components_", None) is None:
             raise InvalidParameterError(f"{owner}.fit: the PCAFrame passed as source is not fitted.")
         return source
-    pca = getattr(source, "pca_", None)
-    if pca is not None and getattr(pca, "components_", None) is not None:
-        return pca
-    cov = getattr(source, "comoment", None)
-    if cov is not None:  # a CovarianceResult
+    if isinstance(source, BoundingBoxes) and getattr(source, "pca_", None) is not None:
+        return source.pca_
+    if isinstance(source, CovarianceResult):
         return PCAFrame().fit_covariance(source)
     _need_data(source, owner, "a PCA frame")
     return PCAFrame().fit(source)
@@ -91,15 +112,13 @@ def bounding_boxes_of(source: Any, quantiles: tuple[float, float] | None, owner:
     return BoundingBoxes(quantiles=quantiles, pca=pca).fit(source)
 
 
-def radius_stats(source: Any, center: np.ndarray, owner: str, max_bytes: int = 64 << 20) -> tuple[float, float, float]:
+def radius_stats(source: Any, center: np.ndarray, owner: str, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[float, float, float]:
     """Mean, standard deviation and root mean square of ``|z - center|`` over the data."""
-    from ..stream import iter_array_blocks
-
     _need_data(source, owner, "matching the data's radii")
     n = 0
     s1 = s2 = 0.0
-    for block in iter_array_blocks(source, max_bytes=max_bytes):
-        r = np.linalg.norm(np.asarray(block, dtype=np.float64) - center, axis=1)
+    for block in source.iter_blocks(max_bytes=max_bytes):
+        r = np.linalg.norm(np.asarray(block.z, dtype=np.float64) - center, axis=1)
         n += r.size
         s1 += float(r.sum())
         s2 += float((r * r).sum())
@@ -136,17 +155,31 @@ def check_center(center: Any, z_dim: int | None, owner: str) -> np.ndarray | str
     return c
 
 
-def pca_box_of(source: Any, quantiles: tuple[float, float] | None, owner: str, hint: Any = None) -> tuple[Any, Any]:
+def pca_box_of(source: Any, quantiles: tuple[float, float] | None, owner: str, pca: Any = None) -> tuple[Any, Any]:
     """(PCAFrame, OrientedBox): the PCA-aligned bounding box of the data.
 
     A fitted ``BoundingBoxes`` passed as the source is used as it is (its own
     quantiles apply); otherwise one is fitted on the data with ``quantiles`` (in
-    the frame ``hint`` when given).
+    the frame ``pca`` when given).
     """
-    box = getattr(source, "pca_box_", None)
-    if box is not None:
-        return source.pca_, box
-    if hint is not None:
-        pca_of(source, owner, hint)  # checks z_dim
-    bb = bounding_boxes_of(source, quantiles, owner, pca=hint)
+    from ..analysis import BoundingBoxes
+
+    if isinstance(source, BoundingBoxes):
+        return source.pca_, source.pca_box_
+    if pca is not None:
+        pca_of(source, owner, pca)  # checks z_dim
+    bb = bounding_boxes_of(source, quantiles, owner, pca=pca)
     return bb.pca_, bb.pca_box_
+
+
+def subsample(source: ZSource, max_rows: int | None, rng: np.random.Generator) -> np.ndarray:
+    """All rows (``max_rows`` None or >= n_rows) or ``max_rows`` rows drawn without replacement, as float64.
+
+    The rows are taken in increasing order, so the result does not depend on how
+    the source stores them.
+    """
+    n = source.n_rows
+    if max_rows is None or max_rows >= n:
+        return np.asarray(source.read(), dtype=np.float64)
+    rows = np.sort(rng.choice(n, size=int(max_rows), replace=False))
+    return np.asarray(source.take(rows), dtype=np.float64)

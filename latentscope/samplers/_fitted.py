@@ -11,7 +11,7 @@ from ..exceptions import InvalidParameterError
 from ..regions import Box
 from ..stream import CovarianceResult, MomentsResult
 from ._base import Sampler
-from ._data import bounding_boxes_of, check_quantiles, is_data, moments_of, pca_of
+from ._data import bounding_boxes_of, check_quantiles, fitted_inputs, is_data, moments_of, pca_of
 
 __all__ = ["BoxSampler", "GaussSampler", "MVNSampler"]
 
@@ -53,11 +53,13 @@ class BoxSampler(Sampler):
             p["quantiles"] = tuple(p["quantiles"])
         return p
 
-    def _fit(self, source: Any, rng: np.random.Generator) -> None:
+    def _fit(self, source: Any, rng: np.random.Generator, pca: Any = None) -> None:
         owner = "BoxSampler"
         q = check_quantiles(self.quantiles, owner)
         check_positive(self.shrink, "shrink", owner=owner)
-        if hasattr(source, "axis_box_"):
+        from ..analysis import BoundingBoxes
+
+        if isinstance(source, BoundingBoxes):
             box = source.axis_box_
         elif q is None and (is_data(source) or isinstance(source, MomentsResult)):
             m = moments_of(source, owner)
@@ -101,13 +103,13 @@ class GaussSampler(Sampler):
     def __init__(self, *, scale: float = 1.0) -> None:
         self.scale = scale
 
-    def _fit(self, source: Any, rng: np.random.Generator) -> None:
+    def _fit(self, source: Any, rng: np.random.Generator, pca: Any = None) -> None:
         owner = "GaussSampler"
         check_positive(self.scale, "scale", owner=owner)
         if isinstance(source, CovarianceResult):
             mean, var = source.mean, np.diag(source.cov(ddof=1))
-        elif getattr(source, "covariance_", None) is not None and getattr(source, "mean_", None) is not None:
-            mean, var = source.mean_, np.diag(source.covariance_)
+        elif isinstance(source, fitted_inputs()) and getattr(source, "covariance_", None) is not None:
+            mean, var = source.mean_, np.diag(source.covariance_)  # a PCAFrame or a CoreCovariance
         else:
             m = moments_of(source, owner)
             mean, var = m.mean, m.var_unbiased
@@ -160,11 +162,11 @@ class MVNSampler(Sampler):
         """The covariance matrix the sampler draws from (before ``scale``)."""
         return (self.components_.T * self.variances_) @ self.components_
 
-    def _fit(self, source: Any, rng: np.random.Generator) -> None:
+    def _fit(self, source: Any, rng: np.random.Generator, pca: Any = None) -> None:
         owner = "MVNSampler"
         check_positive(self.scale, "scale", owner=owner)
         if self.covariance == "full":
-            pca = pca_of(source, owner, self._pca_hint)
+            pca = pca_of(source, owner, pca)
             self.pca_ = pca
             mean, cov = pca.mean_, pca.covariance_
         elif self.covariance == "core":

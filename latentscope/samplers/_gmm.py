@@ -8,9 +8,9 @@ import numpy as np
 
 from .._validation import check_positive
 from ..exceptions import InvalidParameterError, SamplerError
-from ..stream import source_shape
+from ..stream import single_blas_thread
 from ._base import Sampler
-from ._data import is_data
+from ._data import is_data, subsample
 
 __all__ = ["GMMSampler"]
 
@@ -71,7 +71,7 @@ class GMMSampler(Sampler):
         self.max_iter = max_iter
         self.reg_covar = reg_covar
 
-    def _fit(self, source: Any, rng: np.random.Generator) -> None:
+    def _fit(self, source: Any, rng: np.random.Generator, pca: Any = None) -> None:
         owner = "GMMSampler"
         check_positive(self.n_components, "n_components", owner=owner, integer=True)
         check_positive(self.max_iter, "max_iter", owner=owner, integer=True)
@@ -82,10 +82,10 @@ class GMMSampler(Sampler):
             raise InvalidParameterError(f"{owner}: covariance_type must be 'full' or 'diag'; got {self.covariance_type!r}.")
         if not is_data(source):
             raise InvalidParameterError(f"{owner}.fit: the mixture is fitted on z-points; pass a store or an array.")
-        n, dim = source_shape(source)
+        n, dim = source.shape
         if n < self.n_components:
             raise InvalidParameterError(f"{owner}: n_components ({self.n_components}) must be <= the number of z-points ({n}).")
-        X = _subsample(source, n, self.max_samples, rng)
+        X = subsample(source, self.max_samples, rng)
         from sklearn.mixture import GaussianMixture
 
         gm = GaussianMixture(
@@ -96,10 +96,8 @@ class GMMSampler(Sampler):
 
         from sklearn.exceptions import ConvergenceWarning
 
-        from threadpoolctl import threadpool_limits
-
         # EM on (n, z_dim) blocks is many small BLAS calls: threads only add contention
-        with warnings.catch_warnings(), threadpool_limits(limits=1):
+        with warnings.catch_warnings(), single_blas_thread():
             warnings.simplefilter("ignore", ConvergenceWarning)
             gm.fit(X)
         self.weights_ = np.asarray(gm.weights_, dtype=np.float64)
@@ -131,17 +129,3 @@ class GMMSampler(Sampler):
             out[idx] = self.means_[c] + xi[idx] @ L.T
         return out
 
-
-def _subsample(source: Any, n: int, max_samples: int | None, rng: np.random.Generator) -> np.ndarray:
-    from ..store import ZStore
-
-    if max_samples is None or max_samples >= n:
-        rows = None
-    else:
-        rows = np.sort(rng.choice(n, size=int(max_samples), replace=False))
-    if isinstance(source, ZStore):
-        X = source.read() if rows is None else source.read(rows)
-    else:
-        X = np.asarray(source)
-        X = X if rows is None else X[rows]
-    return np.asarray(X, dtype=np.float64)

@@ -8,9 +8,8 @@ import numpy as np
 
 from .._validation import check_fraction, check_positive
 from ..exceptions import InvalidParameterError
-from ..stream import source_shape
 from ._base import Sampler
-from ._data import is_data, pca_of
+from ._data import is_data, pca_of, subsample
 
 __all__ = ["KDESampler"]
 
@@ -112,7 +111,7 @@ class KDESampler(Sampler):
         self.n_calibration = n_calibration
         self.calibration_rows = calibration_rows
 
-    def _fit(self, source: Any, rng: np.random.Generator) -> None:
+    def _fit(self, source: Any, rng: np.random.Generator, pca: Any = None) -> None:
         owner = "KDESampler"
         h = self.bandwidth
         if not (isinstance(h, str) and h == "auto"):
@@ -126,13 +125,11 @@ class KDESampler(Sampler):
             check_positive(self.max_rows, "max_rows", owner=owner, integer=True)
         if not is_data(source):
             raise InvalidParameterError(f"{owner}.fit: the centres are z-points; pass a store or an array.")
-        n, dim = source_shape(source)
+        n, dim = source.shape
         if n < 3:
             raise InvalidParameterError(f"{owner}: at least 3 z-points are needed; got {n}.")
-        pca = pca_of(source, owner, self._pca_hint)
-        from ._gmm import _subsample
-
-        self.centers_ = _subsample(source, n, self.max_rows, rng).astype(np.float32)
+        pca = pca_of(source, owner, pca)
+        self.centers_ = subsample(source, self.max_rows, rng).astype(np.float32)
         self.mean_ = np.array(pca.mean_, dtype=np.float64)
         self.components_ = np.array(pca.components_, dtype=np.float64)
         self.variances_ = np.clip(np.array(pca.explained_variance_, dtype=np.float64), 0.0, None)

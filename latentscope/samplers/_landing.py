@@ -42,11 +42,12 @@ from typing import Any
 
 import numpy as np
 
+from .._estimator import Estimator
 from .._validation import check_array, check_fraction, check_positive, check_rng
 from ..exceptions import InvalidParameterError
 from ..neighbors import KNN_METHOD
 from ..regions import Ellipsoid, OrientedBox
-from ..stream import source_shape
+from ..stream import DEFAULT_MAX_BYTES, source_shape
 
 __all__ = ["LandingReport", "LandingReference", "landing_report"]
 
@@ -194,7 +195,7 @@ def _order_statistic(scores: np.ndarray, q: float) -> float:
     return t
 
 
-class LandingReference:
+class LandingReference(Estimator):
     """The data-side quantities of landing reports, computed once for many sample sets.
 
     Parameters
@@ -212,7 +213,7 @@ class LandingReference:
         The box to test against; default: the fit rows' min/max PCA box. A box
         built from all the data includes the held-out rows, so their fraction is
         then an in-sample figure.
-    max_bytes : int, default=64 MiB
+    max_bytes : int, default=DEFAULT_MAX_BYTES (64 MiB)
         Memory budget per block.
 
     Attributes
@@ -246,7 +247,7 @@ class LandingReference:
         n_reference: int = 2000,
         bins: int | None = None,
         box: Any = None,
-        max_bytes: int = 64 << 20,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.level = level
         self.nn_quantile = nn_quantile
@@ -406,7 +407,7 @@ def landing_report(
     bins: int | None = None,
     box: Any = None,
     rng: Any = None,
-    max_bytes: int = 64 << 20,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> LandingReport:
     """Measure where ``samples`` land relative to the data in ``source``.
 
@@ -431,7 +432,7 @@ def landing_report(
         Box to test against (default: the fit rows' min/max PCA box).
     rng : None, int, SeedSequence or Generator
         Picks the held-out rows.
-    max_bytes : int, default=64 MiB
+    max_bytes : int, default=DEFAULT_MAX_BYTES (64 MiB)
 
     Returns
     -------

@@ -11,7 +11,7 @@ from .._validation import check_positive
 from ..exceptions import InvalidParameterError, SamplerError
 from ..stream import Covariance, run_reducers
 from ._base import Sampler
-from ._data import is_data, moments_of, pca_of, source_z_dim
+from ._data import is_data, mean_of, moments_of, pca_of, source_z_dim
 
 __all__ = ["PathSampler"]
 
@@ -112,7 +112,7 @@ class PathSampler(Sampler):
                 p[key] = tuple(p[key])
         return p
 
-    def _fit(self, source: Any, rng: np.random.Generator) -> None:
+    def _fit(self, source: Any, rng: np.random.Generator, pca: Any = None) -> None:
         owner = "PathSampler"
         if self.mode not in _MODES:
             raise InvalidParameterError(f"{owner}: mode must be one of {', '.join(_MODES)}; got {self.mode!r}.")
@@ -127,9 +127,9 @@ class PathSampler(Sampler):
             if (self.start is None) != (self.end is None):
                 raise InvalidParameterError(f"{owner}: give both start and end, or neither.")
             if self.start is None:
-                self.mean_, ends = self._plane_ends(source, i, j, extent, owner)
+                self.mean_, ends = self._plane_ends(source, i, j, extent, owner, pca)
             else:
-                self.mean_ = moments_of(source, owner).mean.copy() if not hasattr(source, "mean_") else np.array(source.mean_)
+                self.mean_ = mean_of(source, owner)
                 ends = (np.asarray(self.start, dtype=np.float64), np.asarray(self.end, dtype=np.float64))
                 if ends[0].shape != (2,) or ends[1].shape != (2,):
                     raise InvalidParameterError(f"{owner}: start and end must be pairs of numbers (z_i, z_j).")
@@ -140,7 +140,7 @@ class PathSampler(Sampler):
             if isinstance(a, bool) or not isinstance(a, (int, np.integer)):
                 raise InvalidParameterError(f"{owner}: axis must be an integer; got {a!r}.")
             self._check_axes((int(a),), dim, "axis", "z_dim")
-            pca = pca_of(source, owner, self._pca_hint)
+            pca = pca_of(source, owner, pca)
             self.mean_ = np.array(pca.mean_)
             step = extent * np.sqrt(max(pca.explained_variance_[a], 0.0)) * pca.components_[a]
             self.start_, self.end_ = self.mean_ - step, self.mean_ + step
@@ -148,19 +148,17 @@ class PathSampler(Sampler):
             a, b = _pair(self.endpoints, "endpoints", owner)
             if not is_data(source):
                 raise InvalidParameterError(f"{owner}.fit: mode='interp' reads z-points; pass a store or an array.")
-            from ..stream import source_shape
-
-            n = source_shape(source)[0]
+            n = source.n_rows
             for r in (a, b):
                 if not 0 <= r < n:
                     raise InvalidParameterError(f"{owner}: endpoints must be rows in [0, {n}); got {r}.")
-            rows = _read(source, [a, b])
+            rows = np.asarray(source.take(np.array([a, b])), dtype=np.float64)
             self.start_, self.end_ = rows[0], rows[1]
             self.mean_ = moments_of(source, owner).mean.copy() if self.method == "slerp-mean" else np.zeros(dim)
         else:  # pc-grid
             i, j = _pair(self.plane, "plane", owner)
             self._check_axes((i, j), dim, "plane", "z_dim")
-            pca = pca_of(source, owner, self._pca_hint)
+            pca = pca_of(source, owner, pca)
             self.mean_ = np.array(pca.mean_)
             sd = np.sqrt(np.clip(pca.explained_variance_[[i, j]], 0.0, None))
             self.grid_axes_ = extent * sd[:, None] * pca.components_[[i, j]]
@@ -174,13 +172,14 @@ class PathSampler(Sampler):
         if len(set(idx)) != len(idx):
             raise InvalidParameterError(f"PathSampler: {name} must name two different indices; got {idx}.")
 
-    def _plane_ends(self, source: Any, i: int, j: int, extent: float, owner: str) -> tuple[np.ndarray, tuple]:
+    def _plane_ends(self, source: Any, i: int, j: int, extent: float, owner: str,
+                    pca: Any = None) -> tuple[np.ndarray, tuple]:
         if is_data(source):
             mean = moments_of(source, owner).mean.copy()
             (cov,) = run_reducers(source, [Covariance()], transform=lambda b: np.asarray(b, np.float64)[:, [i, j]])
             c2 = cov.result().cov(ddof=1)
         else:
-            pca = pca_of(source, owner, self._pca_hint)
+            pca = pca_of(source, owner, pca)
             mean = np.array(pca.mean_)
             c2 = pca.covariance_[np.ix_([i, j], [i, j])]
         evals, evecs = np.linalg.eigh(c2)
@@ -209,10 +208,3 @@ class PathSampler(Sampler):
                     return c + (np.sin((1.0 - t) * omega) / so) * p0 + (np.sin(t * omega) / so) * p1
         return self.start_ + t * (self.end_ - self.start_)
 
-
-def _read(source: Any, rows: list[int]) -> np.ndarray:
-    from ..store import ZStore
-
-    if isinstance(source, ZStore):
-        return source.read(np.asarray(rows)).astype(np.float64)
-    return np.asarray(source, dtype=np.float64)[rows]

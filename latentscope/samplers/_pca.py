@@ -76,12 +76,12 @@ class _BoxFrameSampler(_PCAFrameSampler):
             p["quantiles"] = tuple(p["quantiles"])
         return p
 
-    def _fit_box(self, source: Any, owner: str) -> None:
+    def _fit_box(self, source: Any, owner: str, pca: Any = None) -> None:
         q = check_quantiles(self.quantiles, owner)
         check_positive(self.shrink, "shrink", owner=owner)
         if self.n_components is not None:
             _check_k(self.n_components, 10**9, owner)
-        pca, box = pca_box_of(source, q, owner, self._pca_hint)
+        pca, box = pca_box_of(source, q, owner, pca)
         self._set_frame(pca, owner)
         if not np.allclose(box.axes, self.components_, atol=1e-8):
             raise InvalidParameterError(f"{owner}.fit: the PCA box's axes differ from its PCA frame.")
@@ -144,8 +144,8 @@ class PCABoxSampler(_BoxFrameSampler):
         self.shrink = shrink
         self.n_components = n_components
 
-    def _fit(self, source: Any, rng: np.random.Generator) -> None:
-        self._fit_box(source, "PCABoxSampler")
+    def _fit(self, source: Any, rng: np.random.Generator, pca: Any = None) -> None:
+        self._fit_box(source, "PCABoxSampler", pca)
 
     def _sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         k = self.n_components_
@@ -194,9 +194,9 @@ class PCAGaussSampler(_BoxFrameSampler):
         self.scale = scale
         self.n_components = n_components
 
-    def _fit(self, source: Any, rng: np.random.Generator) -> None:
+    def _fit(self, source: Any, rng: np.random.Generator, pca: Any = None) -> None:
         check_positive(self.scale, "scale", owner="PCAGaussSampler")
-        self._fit_box(source, "PCAGaussSampler")
+        self._fit_box(source, "PCAGaussSampler", pca)
 
     def _sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         k = self.n_components_
@@ -297,11 +297,11 @@ class EllipseSampler(_PCAFrameSampler):
         covered = {i for p in pairs for i in p}
         return pairs + [(i,) for i in range(k) if i not in covered]
 
-    def _fit(self, source: Any, rng: np.random.Generator) -> None:
+    def _fit(self, source: Any, rng: np.random.Generator, pca: Any = None) -> None:
         owner = "EllipseSampler"
         check_fraction(self.level, "level", owner=owner)
         check_fraction(self.min_acceptance, "min_acceptance", owner=owner)
-        self._set_frame(pca_of(source, owner, self._pca_hint), owner)
+        self._set_frame(pca_of(source, owner, pca), owner)
         self.groups_ = self._groups(self.n_components_, owner)
 
     def _restore(self) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..data._imageio import save_png  # the one PNG writer (re-exported here)
 from ..exceptions import InvalidParameterError
 
 __all__ = ["image_grid", "save_png", "plot_landing", "plot_radial_comparison", "plot_image_grids"]
@@ -44,16 +45,6 @@ def image_grid(images: Any, ncols: int | None = None, *, pad: int = 2, pad_value
         y, x = pad + r * (h + pad), pad + c * (w + pad)
         out[y : y + h, x : x + w] = imgs[k]
     return out
-
-
-def save_png(image: np.ndarray, path: str | Path) -> Path:
-    """Write a uint8 (h, w, 3) array as a PNG file."""
-    from PIL import Image
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(path)
-    return path
 
 
 def _new_figure(width: float, height: float) -> Any:

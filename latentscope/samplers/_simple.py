@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import check_positive
 from ..exceptions import InvalidParameterError
 from ..regions import Ball, Box
 from ._base import Sampler
-from ._data import check_center, moments_of, radius_stats, source_z_dim
+from ._data import check_center, mean_of, radius_stats, source_z_dim
 
 __all__ = ["CubeSampler", "BallSampler", "ShellSampler", "NormalSampler"]
 
@@ -47,8 +48,8 @@ class _CenteredSampler(Sampler):
     def _fit_center(self, source: Any) -> tuple[int, np.ndarray, tuple[float, float, float] | None]:
         owner = type(self).__name__
         zd = self.z_dim
-        if zd is not None and (isinstance(zd, bool) or not isinstance(zd, (int, np.integer)) or zd < 1):
-            raise InvalidParameterError(f"{owner}: z_dim must be an integer >= 1; got {zd!r}.")
+        if zd is not None:
+            check_positive(zd, "z_dim", owner=owner, integer=True, minimum=1)
         center = check_center(self.center, None, owner)
         if source is not None:
             dim = source_z_dim(source, owner)
@@ -63,8 +64,7 @@ class _CenteredSampler(Sampler):
         if isinstance(center, np.ndarray) and center.shape[0] != dim:
             raise InvalidParameterError(f"{owner}: center must have {dim} entries (z_dim); got {center.shape[0]}.")
         if isinstance(center, str):
-            given = getattr(source, "mean_", None)
-            c = np.array(given, dtype=np.float64) if given is not None else moments_of(source, owner).mean.copy()
+            c = mean_of(source, owner)
         else:
             c = np.zeros(dim) if center is None else center.copy()
         stats = None
@@ -107,7 +107,7 @@ class CubeSampler(_CenteredSampler):
         self.center = center
         self.z_dim = z_dim
 
-    def _fit(self, source: Any, rng: np.random.Generator) -> None:
+    def _fit(self, source: Any, rng: np.random.Generator, pca: Any = None) -> None:
         b = _size(self.halfwidth, "halfwidth", "CubeSampler")
         dim, c, stats = self._fit_center(source)
         self.halfwidth_ = float(np.sqrt(3.0 * stats[2] ** 2 / dim)) if b == "match" else float(b)
@@ -149,7 +149,7 @@ class BallSampler(_CenteredSampler):
         self.center = center
         self.z_dim = z_dim
 
-    def _fit(self, source: Any, rng: np.random.Generator) -> None:
+    def _fit(self, source: Any, rng: np.random.Generator, pca: Any = None) -> None:
         r = _size(self.radius, "radius", "BallSampler")
         dim, c, stats = self._fit_center(source)
         self.radius_ = float(stats[2] * np.sqrt((dim + 2.0) / dim)) if r == "match" else float(r)
@@ -209,7 +209,7 @@ class ShellSampler(_CenteredSampler):
         self.center = center
         self.z_dim = z_dim
 
-    def _fit(self, source: Any, rng: np.random.Generator) -> None:
+    def _fit(self, source: Any, rng: np.random.Generator, pca: Any = None) -> None:
         owner = "ShellSampler"
         r = _size(self.radius, "radius", owner)
         s = _size(self.spread, "spread", owner, allow_zero=True)
@@ -265,7 +265,7 @@ class NormalSampler(_CenteredSampler):
         self.center = center
         self.z_dim = z_dim
 
-    def _fit(self, source: Any, rng: np.random.Generator) -> None:
+    def _fit(self, source: Any, rng: np.random.Generator, pca: Any = None) -> None:
         s = _size(self.scale, "scale", "NormalSampler")
         dim, c, stats = self._fit_center(source)
         self.scale_ = float(stats[2] / np.sqrt(dim)) if s == "match" else float(s)

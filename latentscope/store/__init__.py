@@ -12,7 +12,7 @@ Examples
 >>> with create_store("z.h5", z_dim=256, backend="keras-ae") as store:  # doctest: +SKIP
 ...     store.append(z_batch, ids=image_ids)
 >>> with open_store("z.h5") as store:  # doctest: +SKIP
-...     for block in store.iter_blocks(max_bytes=64 << 20):
+...     for block in store.iter_blocks():  # chunk-aligned blocks of at most max_bytes=64 MiB
 ...         ...
 """
 

@@ -14,12 +14,14 @@ import numpy as np
 from ..exceptions import StoreError, StoreFormatError
 from . import _format as F
 from . import _integrity as I
+from ._handles import one_line, read_raw
+from ._policy import DEFAULT_MAX_BYTES
 from ._recovery import read_superblock, writer_alive
-from ._store import ZStore, _decode_raw, _one_line, _read_raw
+from ._store import ZStore
+from ._strings import decode_raw
 
 __all__ = ["CheckReport", "check_store", "salvage_store"]
 
-_BLOCK_BYTES = 64 << 20
 #: What h5py raises for unreadable data or metadata.
 _READ_ERRORS = (OSError, RuntimeError, ValueError, KeyError)
 
@@ -94,7 +96,7 @@ def check_store(path: str | os.PathLike, *, progress: Callable[[int, int], None]
         try:
             store = stack.enter_context(ZStore(path))
         except StoreFormatError as exc:
-            report.problems.append(_one_line(exc))
+            report.problems.append(one_line(exc))
             try:
                 store = stack.enter_context(ZStore(path, _lenient=True))
             except StoreError:
@@ -125,19 +127,19 @@ def _check_open(store: ZStore, report: CheckReport, progress) -> None:
                 recs = store._ds(table)[...] if store._has(table) else np.empty((0, len(I.SEGMENT_FIELDS)), np.uint64)
             except _READ_ERRORS as exc:
                 recs = np.empty((0, len(I.SEGMENT_FIELDS)), np.uint64)
-                report.problems.append(f"the checksums of {path!r} cannot be read ({_one_line(exc)})")
+                report.problems.append(f"the checksums of {path!r} cannot be read ({one_line(exc)})")
             segs = I.parse_segments(recs, n, store.chunk_rows, partial=True)
             covered = int(segs.stops[-1]) if len(segs) else 0
             if covered < n:
                 report.problems.append(f"rows {covered}..{n} of {path!r} have no valid checksums")
                 good[covered:] = False
-        step = store.block_rows(_BLOCK_BYTES, row_bytes=max(1, _row_bytes(store, path)))
+        step = store.block_rows(DEFAULT_MAX_BYTES, row_bytes=max(1, _row_bytes(store, path)))
         for lo in range(0, n, step):
             hi = min(n, lo + step)
             try:
-                raw = _read_raw(ds, lo, hi)
+                raw = read_raw(ds, lo, hi)
             except _READ_ERRORS as exc:
-                report.problems.append(f"rows {lo}..{hi} of {path!r} cannot be read ({_one_line(exc)})")
+                report.problems.append(f"rows {lo}..{hi} of {path!r} cannot be read ({one_line(exc)})")
                 good[lo:hi] = False
                 continue
             if segs is not None:
@@ -186,7 +188,7 @@ def _check_provenance(store: ZStore, report: CheckReport) -> None:
     try:
         slots = store._ds(F.PROVENANCE_DATASET)[...]
     except _READ_ERRORS as exc:
-        report.problems.append(f"the provenance record cannot be read ({_one_line(exc)})")
+        report.problems.append(f"the provenance record cannot be read ({one_line(exc)})")
         return
     if slots.any() and F.unpack_provenance(slots) is None:
         report.problems.append("the provenance record is damaged (no slot verifies)")
@@ -245,7 +247,7 @@ def salvage_store(path: str | os.PathLike, out: str | os.PathLike, *, overwrite:
                 continue
 
             def rows(p: str) -> np.ndarray:
-                return _decode_raw(_read_raw(store._ds(p), lo, hi)[keep], store._text_ds(p))
+                return decode_raw(read_raw(store._ds(p), lo, hi)[keep], store._text_ds(p))
 
             try:
                 z, ids, cols = rows(F.Z_DATASET), rows(ids_path), {name: rows(p) for name, p in col_paths.items()}
@@ -254,7 +256,7 @@ def salvage_store(path: str | os.PathLike, out: str | os.PathLike, *, overwrite:
             written += dst.append(z, ids=ids, columns=cols, on_nonfinite="skip")
         if written == 0 and names:
             dst.append(np.empty((0, store.z_dim), np.float32),
-                       columns={name: _decode_raw(_read_raw(store._ds(p), 0, 0), store._text_ds(p))
+                       columns={name: decode_raw(read_raw(store._ds(p), 0, 0), store._text_ds(p))
                                 for name, p in col_paths.items()})
         dst.set_provenance(salvaged_from=str(path), salvaged_rows=written, dropped_rows=store.n_rows - written)
         done()

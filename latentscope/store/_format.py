@@ -74,7 +74,7 @@ def unpack_provenance(slots: np.ndarray) -> tuple[int, int, bytes] | None:
 RESERVED_COLUMN_NAMES = frozenset({Z_DATASET, IDS_DATASET})
 
 #: Target chunk size in bytes for the row-chunked datasets (about 1 MiB).
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 2**20
 
 #: Root attributes written by :func:`~latentscope.store.create_store`.
 PROVENANCE_ATTRS = (

@@ -26,6 +26,8 @@ import os
 import struct
 from dataclasses import dataclass
 
+from ..exceptions import StoreFormatError
+
 try:  # POSIX
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no advisory locks, see docs/store-format.md
@@ -41,6 +43,8 @@ __all__ = [
     "writer_alive",
     "CleanSuperblockView",
     "open_swmr_reader",
+    "precheck_superblock",
+    "superblock_status",
 ]
 
 _SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -165,6 +169,37 @@ def read_superblock(fd: int) -> Superblock | None:
     (base,) = struct.unpack(fmt, raw[12 : 12 + size_of_offsets])
     (eoa,) = struct.unpack(fmt, raw[12 + 2 * size_of_offsets : 12 + 3 * size_of_offsets])
     return Superblock(offset, version, head[11], base, eoa, size)
+
+
+def superblock_status(path: str | os.PathLike) -> int | None:
+    """The superblock status flags of an HDF5 file (None for superblock versions 0/1)."""
+    fd = os.open(path, os.O_RDONLY | _O_BINARY)
+    try:
+        sb = read_superblock(fd)
+    finally:
+        os.close(fd)
+    return None if sb is None else sb.status_flags
+
+
+def precheck_superblock(fd: int, path: str | os.PathLike, *, lenient: bool = False) -> int:
+    """Parse the superblock; refuse a cleanly closed file shorter than its allocation.
+
+    Returns the size of the file. A file whose writer is alive or was killed may be
+    shorter than its allocation (the tail holds uncommitted rows); a closed file
+    never is, so it was truncated (an incomplete copy, a full disk). ``lenient``
+    (``latentscope check --salvage``) lets a truncated file through.
+    """
+    eof = os.fstat(fd).st_size
+    try:
+        sb = read_superblock(fd)
+    except ValueError as exc:
+        raise StoreFormatError(f"{path}: damaged HDF5 superblock ({exc}).") from exc
+    if sb is not None and not sb.status_flags and eof < sb.base_address + sb.eoa and not lenient:
+        raise StoreFormatError(
+            f"{path}: the file is truncated: {eof:,} bytes, but HDF5 allocated "
+            f"{sb.base_address + sb.eoa:,} (an incomplete copy?); 'latentscope check --salvage' keeps the rows left."
+        )
+    return eof
 
 
 def _write_superblock(fd: int, sb: Superblock, *, status_flags: int, eoa: int) -> None:

@@ -16,14 +16,16 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from .._validation import check_positive
 from ..exceptions import InvalidParameterError, NonFiniteError, StoreError
 from . import _format as F
-from ._store import ZStore, _attr_value, create_store, open_store
+from ._policy import DEFAULT_MAX_BYTES
+from ._store import ZStore, create_store, open_store
+from ._strings import attr_value
 
 __all__ = ["ArraySource", "open_array", "import_array", "export_npz"]
 
 ProgressCallback = Callable[[int, int], None]
-_BLOCK_BYTES = 64 << 20
 _NPZ_SUFFIXES = (".npz",)
 _NPY_SUFFIXES = (".npy",)
 _TEXT_SUFFIXES = (".txt", ".csv", ".tsv", ".lst")
@@ -81,7 +83,7 @@ class ArraySource:
                     h5 = None
                 if h5 is not None:
                     self._stack.callback(h5.close)
-                if h5 is None or _attr_value(h5.attrs.get("format")) == F.FORMAT_NAME:
+                if h5 is None or attr_value(h5.attrs.get("format")) == F.FORMAT_NAME:
                     if h5 is not None:
                         h5.close()
                     self.store = self._stack.enter_context(open_store(self.path))
@@ -298,9 +300,8 @@ def import_array(
     """
     if overwrite and append:
         raise InvalidParameterError("import: overwrite and append exclude each other.")
-    if batch_rows is not None and (isinstance(batch_rows, bool) or not isinstance(batch_rows, (int, np.integer))
-                                   or batch_rows < 1):
-        raise InvalidParameterError(f"import: batch_rows must be a positive integer; got {batch_rows!r}.")
+    if batch_rows is not None:
+        check_positive(batch_rows, "batch_rows", owner="import", integer=True, minimum=1)
     out = Path(out)
     src, key = open_array(spec)
     with ExitStack() as stack:
@@ -327,7 +328,7 @@ def import_array(
             store, done = _new_store(stack, out, overwrite, z_dim, backend=backend,
                                      model_fingerprint=model_fingerprint,
                                      source=source if source is not None else os.fspath(spec))
-        rows = batch_rows or store.block_rows(_BLOCK_BYTES)
+        rows = batch_rows or store.block_rows(DEFAULT_MAX_BYTES)
         written = 0
         skipped_before = store.n_skipped_nonfinite
         if progress is not None:
@@ -413,7 +414,7 @@ def _copy_store(store: ZStore, out: Path, *, overwrite: bool, append: bool, on_n
         skipped_before = dst.n_skipped_nonfinite
         if progress is not None:
             progress(0, n)
-        max_bytes = (batch_rows or 0) * store.z_dim * 4 or _BLOCK_BYTES
+        max_bytes = (batch_rows or 0) * store.z_dim * 4 or DEFAULT_MAX_BYTES
         names = store.column_names
         for block in store.iter_blocks(max_bytes=max_bytes, ids=True, columns=names):
             written += dst.append(block.z, ids=block.ids, columns=block.columns, on_nonfinite=on_nonfinite)

@@ -1,6 +1,18 @@
-"""Streaming engine: mergeable reducers and a one-pass runner over stores or arrays."""
+"""Streaming engine: one z-source type, mergeable reducers and one block engine.
 
-from ._engine import iter_array_blocks, run_reducers, source_shape
+``as_zsource`` takes a store, a store path, an array, an h5py dataset or a memmap
+to a :class:`ZSource`; ``run_reducers``, ``run_pass`` and ``run_blocks`` are the
+runners every pass goes through; ``DEFAULT_MAX_BYTES`` is the one block budget.
+"""
+
+from ._engine import (
+    iter_array_blocks,
+    run_blocks,
+    run_pass,
+    run_reducers,
+    source_shape,
+)
+from ._policy import DEFAULT_MAX_BYTES, WORK_UNIT_BYTES, check_max_bytes, resolve_threads, single_blas_thread
 from ._reducers import (
     Covariance,
     CovarianceResult,
@@ -9,8 +21,11 @@ from ._reducers import (
     Moments,
     MomentsResult,
 )
+from ._source import SourceBlock, ZSource, as_zsource, reading
 
 __all__ = [
+    "ZSource", "SourceBlock", "as_zsource", "reading",
     "Moments", "MomentsResult", "Covariance", "CovarianceResult", "Histogram", "HistogramResult",
-    "run_reducers", "iter_array_blocks", "source_shape",
+    "run_reducers", "run_pass", "run_blocks", "iter_array_blocks", "source_shape",
+    "DEFAULT_MAX_BYTES", "WORK_UNIT_BYTES", "check_max_bytes", "resolve_threads", "single_blas_thread",
 ]

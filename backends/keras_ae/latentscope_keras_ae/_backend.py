@@ -7,11 +7,13 @@ backends stays fast.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from latentscope.backends import preferred_batch_size
 from latentscope.exceptions import BackendError, InvalidParameterError
 
 from ._config import AEConfig
@@ -30,6 +32,8 @@ from ._predict import BatchRunner
 __all__ = ["KerasAEBackend"]
 
 _OWNER = "keras-ae"
+#: Marks a ``seed=`` that was not given (the deprecated name of ``rng``).
+_UNSET: Any = object()
 
 
 class KerasAEBackend:
@@ -103,15 +107,40 @@ class KerasAEBackend:
                 f"decoder_filters={c.decoder_filters}, fingerprint={self.fingerprint()!r})")
 
     @classmethod
-    def from_config(cls, config: AEConfig | None = None, *, seed: int | None = 0, **changes: Any) -> "KerasAEBackend":
-        """A freshly initialised (untrained) model; ``changes`` override config fields."""
+    def from_config(cls, config: AEConfig | None = None, *, rng: Any = 0, seed: Any = _UNSET,
+                    **changes: Any) -> "KerasAEBackend":
+        """A freshly initialised (untrained) model; ``changes`` override config fields.
+
+        Parameters
+        ----------
+        config : AEConfig, optional
+            The architecture (default: ``AEConfig()``).
+        rng : int, SeedSequence, Generator or None, default=0
+            Seeds the weight initialisation (``keras.utils.set_random_seed``, Keras'
+            integer seed): an int is used as it is, a SeedSequence or Generator gives
+            one integer; None leaves Keras' random state alone.
+        seed : int or None
+            Deprecated name of ``rng`` (DeprecationWarning).
+        **changes
+            Fields of the config to replace.
+        """
         import keras
+
+        from latentscope._validation import check_rng
 
         from ._model import build_decoder, build_encoder
 
+        if seed is not _UNSET:
+            warnings.warn("KerasAEBackend.from_config: seed= is deprecated; pass rng= instead.", DeprecationWarning,
+                          stacklevel=2)
+            rng = seed
         config = (config or AEConfig()).replace(**changes) if changes else (config or AEConfig())
-        if seed is not None:
-            keras.utils.set_random_seed(int(seed))
+        if rng is not None:
+            if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+                keras_seed = int(rng)
+            else:
+                keras_seed = int(check_rng(rng).integers(2**31 - 1))
+            keras.utils.set_random_seed(keras_seed)
         return cls(build_encoder(config), build_decoder(config), config)
 
     # -------------------------------------------------------------- training
@@ -302,14 +331,6 @@ class KerasAEBackend:
             raise InvalidParameterError(f"{_OWNER}: task must be 'encode' or 'decode'; got {task!r}.")
         return default_batch_size(task)
 
-    @classmethod
-    def _batch_size(cls, batch_size: int | None, task: str) -> int:
-        if batch_size is None:
-            return cls.default_batch_size(task)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise InvalidParameterError(f"{_OWNER}: batch_size must be an int >= 1; got {batch_size!r}.")
-        return int(batch_size)
-
     def _runner(self, task: str) -> BatchRunner:
         if task not in self._runners:
             if task == "encode":
@@ -331,19 +352,23 @@ class KerasAEBackend:
         through ``predict_on_batch``.
         """
         arr = self._check_images(images)
-        bs = self._batch_size(batch_size, "encode")
+        bs = preferred_batch_size(self, "encode", batch_size)
         out = np.empty((arr.shape[0], self.z_dim), dtype=np.float32)
         return self._runner("encode").run(arr, bs, out)
 
     def decode(self, z: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
-        """Decode z-points (n, z_dim) into uint8 images (n, h, w, 3) (rounded)."""
+        """Decode z-points (n, z_dim) into uint8 images (n, h, w, 3) (rounded).
+
+        Chunks are ``batch_size`` z-points (default: :meth:`default_batch_size`, 128 on
+        CPUs, 512 on GPUs), resolved like ``encode``'s with
+        :func:`latentscope.backends.preferred_batch_size`."""
         zz = np.asarray(z)
         if zz.ndim != 2 or zz.shape[1] != self.z_dim:
             raise InvalidParameterError(f"{_OWNER}: z must have shape (n, {self.z_dim}); got {zz.shape}.")
         if not np.issubdtype(zz.dtype, np.number):
             raise InvalidParameterError(f"{_OWNER}: z must be numeric; got dtype {zz.dtype}.")
         zz = zz.astype(np.float32, copy=False)
-        bs = self._batch_size(batch_size, "decode")
+        bs = preferred_batch_size(self, "decode", batch_size)
         out = np.empty((zz.shape[0], *self.image_shape), dtype=np.uint8)
         return self._runner("decode").run(zz, bs, out, post=lambda y: np.clip(np.rint(y * 255.0), 0, 255).astype(np.uint8))
 

@@ -1,14 +1,14 @@
-"""k-nearest-neighbour graphs for filament detection.
+"""k-nearest-neighbour graphs of a point set in memory (the filament detector's graphs).
 
-Three engines, all returning ``(dist, idx)`` arrays of shape ``(n, k)`` sorted by
-distance, without the point itself:
+Every engine returns ``(dist, idx)`` arrays of shape ``(n, k)`` sorted by distance,
+without the point itself, in float32:
 
 ``"exact"``
     numpy/BLAS: blocks of queries against all points, squared distances from
     ``|q|^2 + |x|^2 - 2 q.x`` after centring (which keeps the float32 cancellation
-    error small), ``argpartition`` for the ``k`` smallest. Cost O(n^2 dim). With
-    faiss installed (the ``knn`` extra), ``faiss.IndexFlatL2`` does the same
-    exhaustive search a little faster.
+    error small), the ``k`` smallest per row. Cost O(n^2 dim). From 10 000 points
+    on, with faiss installed, ``faiss.IndexFlatL2`` does the same exhaustive search
+    a little faster (``"faiss"`` asks for it at any size).
 ``"forest"``
     A random-projection forest: each tree splits the points at the median of a
     random projection until the leaves hold at most ``leaf_size`` points; inside a
@@ -29,42 +29,22 @@ from typing import Callable
 
 import numpy as np
 
-from ..exceptions import InvalidParameterError
-from ._local import run_blocks
+from ..stream import DEFAULT_MAX_BYTES, run_blocks
+from ._engines import resolve_graph_engine
+from ._faiss import faiss_available, flat_search, ivf_graph
 
-__all__ = ["KNN_METHODS", "knn_graph", "exact_knn", "forest_knn", "faiss_available", "resolve_knn_method"]
+__all__ = ["knn_graph", "exact_knn", "forest_knn", "faiss_ivf_knn"]
 
-#: Accepted values of the ``knn`` parameter of the filament detector.
-KNN_METHODS = ("auto", "exact", "forest", "faiss-ivf")
-#: ``knn="auto"`` is exact up to this many points, the forest beyond.
-AUTO_EXACT_MAX = 10_000
-_BLOCK_BYTES = 32 << 20
+#: Budget of one block of the float32 distance matrix of :func:`exact_knn`: half the
+#: one block budget, because the top-k selection holds a mask and a partitioned copy
+#: of the block beside it, so one step stays within ``DEFAULT_MAX_BYTES``.
+_BLOCK_BYTES = DEFAULT_MAX_BYTES // 2
+#: Budget of one batch of leaves of the forest (a quarter of the one budget): the
+#: gathered leaf points, the stacked leaf distance matrices and their sort copies
+#: exist together, and the batches are the work units of the thread pool.
+_LEAF_BYTES = DEFAULT_MAX_BYTES // 4
 
 Progress = Callable[[int, int], None]
-
-
-def faiss_available() -> bool:
-    """Whether faiss can be imported (it is imported lazily, only when used)."""
-    try:
-        import faiss  # noqa: F401, PLC0415
-    except ImportError:
-        return False
-    return True
-
-
-def resolve_knn_method(method: str, n: int, *, owner: str = "FilamentDetector") -> str:
-    """Map ``"auto"`` to the engine used for ``n`` points; validate the name."""
-    if method not in KNN_METHODS:
-        raise InvalidParameterError(
-            f"{owner}: knn must be one of {', '.join(map(repr, KNN_METHODS))}; got {method!r}."
-        )
-    if method == "auto":
-        return "exact" if n <= AUTO_EXACT_MAX else "forest"
-    if method == "faiss-ivf" and not faiss_available():
-        raise InvalidParameterError(
-            f"{owner}: knn='faiss-ivf' needs faiss; install it with: pip install 'latentscope-ae[knn]'."
-        )
-    return method
 
 
 def _sorted_topk(d2: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -126,7 +106,8 @@ def exact_knn(
         use_faiss = n >= 10_000 and faiss_available()
     Xc = X - X.mean(axis=0, dtype=np.float64).astype(np.float32)
     if use_faiss:
-        return _faiss_flat(Xc, k, progress)
+        d2, idx = flat_search(Xc, k, progress=progress)
+        return np.sqrt(d2), idx
     sq = np.einsum("ij,ij->i", Xc, Xc)
     rows = max(1, min(n, _BLOCK_BYTES // max(1, 4 * n)))
     dist = np.empty((n, k), np.float32)
@@ -146,36 +127,6 @@ def exact_knn(
     starts = list(range(0, n, rows))
     run_blocks(one, starts, sizes=[min(rows, n - lo) for lo in starts], progress=progress)
     return dist, idx
-
-
-def _faiss_flat(Xc: np.ndarray, k: int, progress: Progress | None) -> tuple[np.ndarray, np.ndarray]:
-    import faiss  # noqa: PLC0415 - optional dependency
-
-    n, dim = Xc.shape
-    index = faiss.IndexFlatL2(dim)
-    index.add(Xc)
-    dist = np.empty((n, k), np.float32)
-    idx = np.empty((n, k), np.int64)
-    step = 8192
-    for lo in range(0, n, step):
-        hi = min(n, lo + step)
-        d2, ii = index.search(Xc[lo:hi], k + 1)
-        dist[lo:hi], idx[lo:hi] = _drop_self(d2, ii, np.arange(lo, hi), k)
-        if progress is not None:
-            progress(hi, n)
-    return dist, idx
-
-
-def _drop_self(d2: np.ndarray, ii: np.ndarray, self_idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Remove each row's own index (or, if absent, its last entry) from k+1 results."""
-    is_self = ii == self_idx[:, None]
-    drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), k)
-    keep = np.ones_like(is_self)
-    keep[np.arange(ii.shape[0]), drop] = False
-    d2 = d2[keep].reshape(-1, k)
-    ii = ii[keep].reshape(-1, k)
-    # faiss marks missing neighbours with -1 (cannot happen with a full index)
-    return np.sqrt(np.maximum(d2, 0.0)).astype(np.float32), ii.astype(np.int64)
 
 
 def _leaf_matrix(Y: np.ndarray, leaf_size: int, rng: np.random.Generator) -> np.ndarray:
@@ -300,7 +251,7 @@ def forest_knn(
         dist = np.empty((n, k), np.float32)
         idx = np.empty((n, k), np.int32 if n < 2**31 else np.int64)  # merged lists come back as int64
         w = leaves.shape[1]
-        step = max(1, (16 << 20) // (4 * w * max(w, dim)))
+        step = max(1, _LEAF_BYTES // (4 * w * max(w, dim)))
         blocks = [leaves[lo:lo + step] for lo in range(0, leaves.shape[0], step)]
         run_blocks(lambda b: _leaf_neighbours(Xc, sq, b, k, dist, idx), blocks)
         dists.append(dist)
@@ -322,31 +273,27 @@ def faiss_ivf_knn(
     rng: np.random.Generator,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Approximate k nearest neighbours from ``faiss.IndexIVFFlat`` (optional)."""
-    import faiss  # noqa: PLC0415 - optional dependency
+    """Approximate k nearest neighbours from ``faiss.IndexIVFFlat`` (optional dependency).
 
+    Parameters
+    ----------
+    X : ndarray of shape (n, dim)
+    k : int
+    nprobe : int, default=2
+        Inverted lists probed per query (``sqrt(n)`` lists in all).
+    rng : numpy Generator
+        Draws the training points and the k-means seed.
+    progress : callable(done, total), optional
+
+    Returns
+    -------
+    dist, idx : ndarrays of shape (n, k)
+        As :func:`exact_knn`; ``inf`` where the probed lists held too few points.
+    """
     X = np.ascontiguousarray(X, dtype=np.float32)
-    n, dim = X.shape
     Xc = np.ascontiguousarray(X - X.mean(axis=0, dtype=np.float64).astype(np.float32))
-    nlist = int(max(1, min(4096, round(np.sqrt(n)))))
-    quant = faiss.IndexFlatL2(dim)
-    index = faiss.IndexIVFFlat(quant, dim, nlist)
-    train = Xc[rng.choice(n, size=min(n, 40 * nlist), replace=False)]
-    index.cp.seed = int(rng.integers(2**31 - 1))
-    index.train(train)
-    index.add(Xc)
-    index.nprobe = int(nprobe)
-    dist = np.empty((n, k), np.float32)
-    idx = np.empty((n, k), np.int64)
-    step = 16384
-    for lo in range(0, n, step):
-        hi = min(n, lo + step)
-        d2, ii = index.search(Xc[lo:hi], k + 1)
-        d2 = np.where(ii < 0, np.inf, d2)
-        dist[lo:hi], idx[lo:hi] = _drop_self(d2, ii, np.arange(lo, hi), k)
-        if progress is not None:
-            progress(hi, n)
-    return dist, idx
+    d2, idx = ivf_graph(Xc, k, nprobe=nprobe, rng=rng, progress=progress)
+    return np.sqrt(d2), idx
 
 
 def knn_graph(
@@ -359,10 +306,36 @@ def knn_graph(
     leaf_size: int = 256,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray, str]:
-    """k nearest neighbours of all points with the engine ``method``; also return the engine."""
-    method = resolve_knn_method(method, X.shape[0])
+    """k nearest neighbours of every point among the others, with the engine ``method``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, dim)
+        The points, in memory (float32 is used internally).
+    k : int
+        Neighbours per point; ``k < n``.
+    method : {"auto", "exact", "faiss", "forest", "faiss-ivf"}, default="auto"
+        See :mod:`latentscope.neighbors`; ``"auto"`` is exact up to 10 000 points,
+        the forest beyond.
+    rng : numpy Generator
+        Randomness of the approximate engines.
+    n_trees, leaf_size : int, default=2 and 256
+        Forest parameters (see :func:`forest_knn`).
+    progress : callable(done, total), optional
+
+    Returns
+    -------
+    dist : ndarray of shape (n, k), float32
+        Ascending distances.
+    idx : ndarray of shape (n, k), int64
+    method : str
+        The engine used.
+    """
+    method = resolve_graph_engine(method, X.shape[0])
     if method == "exact":
         d, i = exact_knn(X, k, progress=progress)
+    elif method == "faiss":
+        d, i = exact_knn(X, k, progress=progress, use_faiss=True)
     elif method == "forest":
         d, i = forest_knn(X, k, n_trees=n_trees, leaf_size=leaf_size, rng=rng, progress=progress)
     else:
