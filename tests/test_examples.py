@@ -20,7 +20,9 @@ import numpy as np
 import pytest
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
-EXAMPLES = sorted(p for p in EXAMPLES_DIR.glob("*.py") if p.name != "demo.py")
+#: Whole-study scripts with their own tests (test_demo.py, test_reproduce_series.py), not per-store examples.
+STUDIES = ("demo.py", "reproduce_series.py")
+EXAMPLES = sorted(p for p in EXAMPLES_DIR.glob("*.py") if p.name not in STUDIES)
 Z_DIM = 16
 
 #: The figures each known example must write (a new example must write at least one PNG).
