@@ -26,6 +26,12 @@ simulated device
     the image path overlapped and serially. Overlapped, the rate should approach
     ``min(sim-rate, decode)``; serially ``1 / (1/sim-rate + 1/decode)``.
 
+onnx bare / onnx from images
+    The same model exported with Keras' own ``Model.export(format="onnx")`` (needs
+    ``tf2onnx``) and run by the ``onnx`` backend (onnxruntime, CPU provider): the
+    in-memory rate and ``encode_to_store`` on the JPEGs, side by side with keras-ae in
+    the same run; ``--no-onnx`` skips it, a failed export is reported and skipped.
+
 Runs alternate between the paths; the table shows the best and the median of
 ``--repeat`` runs, each path's best rate over the bare model's best, and the median of
 the paired ratios (each store path over the mean of the bare runs just before and after
@@ -118,6 +124,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None,
                     help="decoder threads (default: LATENTSCOPE_WORKERS, else the cores this process may use)")
     ap.add_argument("--data", type=Path, default=None, help="a CelebA folder (default: the shared sample)")
+    ap.add_argument("--no-onnx", action="store_true", help="skip the onnx backend rows")
     ap.add_argument("--sim-rate", type=float, default=2000.0, help="images/s of the simulated device (0: skip)")
     args = ap.parse_args()
 
@@ -151,7 +158,20 @@ def main() -> None:
         for m in sorted(shapes):
             model.encode(images[:m], batch_size=bs)
 
-        rates: dict[str, list[float]] = {k: [] for k in ("bare", "cache", "images", "serial", "decode", "read")}
+        onnx, onnx_note = None, "skipped (--no-onnx)"
+        if not args.no_onnx:
+            try:
+                from latentscope.backends import OnnxBackend
+                from latentscope_keras_ae._wrap import export_onnx
+
+                enc, dec = export_onnx(model, tmp / "onnx-export")
+                onnx = OnnxBackend.wrap(enc, dec, tmp / "onnx-model")
+                onnx.encode(images[:bs], batch_size=bs)
+                onnx_note = f"providers {','.join(onnx.providers)}"
+            except Exception as exc:  # the benchmark reports a missing exporter and goes on
+                onnx_note = f"skipped ({' '.join(str(exc).split())[:200]})"
+        rates: dict[str, list[float]] = {k: [] for k in ("bare", "cache", "images", "serial", "decode", "read",
+                                                        "onnx_bare", "onnx_images")}
         z: dict[str, np.ndarray] = {}
 
         cpu: dict[str, list[float]] = {k: [] for k in rates}
@@ -190,6 +210,10 @@ def main() -> None:
             paired["cache"].append(rates["cache"][-1] / statistics.mean(bare_between[0:2]))
             paired["images"].append(rates["images"][-1] / statistics.mean(bare_between[1:3]))
             paired["serial"].append(rates["serial"][-1] / statistics.mean(bare_between[1:3]))
+            if onnx is not None:
+                timed("onnx_bare", lambda: len(z.setdefault("onnx_bare", onnx.encode(images, batch_size=bs))))
+                timed("onnx_images", lambda r=r: encode_to_store(onnx, source, tmp / f"onnx{r}.h5", batch_size=bs,
+                                                                 workers=workers).n_rows)
             timed("decode", lambda: len(source.read(workers=workers)))
             timed("read", lambda: len(cached.read(workers=workers)))
         sim: dict[str, float] = {}
@@ -207,14 +231,16 @@ def main() -> None:
         assert z[key].shape == z["bare"].shape, (key, z[key].shape, z["bare"].shape)
     same = bool(np.array_equal(z["cache"], z["images"]))
     max_diff = float(np.abs(z["images"] - z["bare"]).max())
-    best = {k: max(v) for k, v in rates.items()}
+    best = {k: max(v) if v else float("nan") for k, v in rates.items()}
     rows = [("bare model (in-memory uint8 arrays)", "bare"), ("from cache (image_cache.h5 -> store)", "cache"),
             ("from images (JPEG -> store, overlapped)", "images"), ("serial (decode, encode, append in turn)", "serial"),
             ("decode only (JPEG -> uint8, threads)", "decode"), ("cache read only (HDF5 -> uint8)", "read")]
+    if rates["onnx_bare"]:
+        rows += [("onnx bare (same model, onnxruntime)", "onnx_bare"), ("onnx from images (JPEG -> store)", "onnx_images")]
     print(f"keras-ae celeba96 encoding: {what}; batch {bs}; keras {keras.__version__} ({keras.backend.backend()}); "
           f"{os.cpu_count()} CPUs, {workers} decoder threads; import {t_import:.1f} s")
     paired = {k: statistics.median(v) for k, v in paired.items()}
-    paired.update(bare=1.0, decode=float("nan"), read=float("nan"))
+    paired.update(bare=1.0, decode=float("nan"), read=float("nan"), onnx_bare=float("nan"), onnx_images=float("nan"))
     print(f"{'path':44s} {'best img/s':>11s} {'median img/s':>13s} {'best/bare':>10s} {'paired':>7s} "
           f"{'CPU ms/img':>11s}")
     for name, key in rows:
@@ -231,6 +257,9 @@ def main() -> None:
     print(f"shared-CPU bound 1/(1/bare + 1/decode) = {bound:.1f} img/s = {bound / best['bare']:.2f} of bare; "
           f"from images / bound = {best['images'] / bound:.2f}")
     print(f"z from cache == z from images: {same}; max |z_images - z_bare| = {max_diff:.2e}")
+    print(f"onnx backend: {onnx_note}" + (f"; onnx bare / keras-ae bare = {best['onnx_bare'] / best['bare']:.2f}; "
+                                          f"max |z_onnx - z_keras| = {np.abs(z['onnx_bare'] - z['bare']).max():.2e}"
+                                          if "onnx_bare" in z else ""))
     if sim:
         dec = best["decode"]
         print(f"simulated device at {args.sim_rate:.0f} img/s (sleeps, no CPU): from images overlapped "

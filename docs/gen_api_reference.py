@@ -46,6 +46,7 @@ MODULES = (
     "latentscope.neighbors",
     "latentscope.metrics",
     "latentscope.filaments",
+    "latentscope.export",
     "latentscope.exceptions",
 )
 

@@ -128,6 +128,24 @@ def _landing_line(out: Path, region: str) -> str:
     return ", ".join(parts)
 
 
+def _key_numbers(out: Path, filaments: str) -> str:
+    """The deciding numbers, for the top of the page: best regions, in-fragment rates, filaments found."""
+    rows = []
+    metrics = _read(out / "evaluate" / "metrics.json")
+    if metrics:
+        d = json.loads(metrics)
+        best = d.get("best", {})
+        rows += [(f"best region on {m}", best.get(m) or "n/a") for m in ("fd_latent", "precision", "recall")]
+        rows += [(f"in-fragment rate, {r['label']}", f"{r['in_fragment']:.2f}") for r in d.get("rows", [])
+                 if not r.get("reference") and isinstance(r.get("in_fragment"), (int, float))]
+    if filaments:
+        rows.append(("filaments", filaments))
+    if not rows:
+        return ""
+    body = "".join(f"<tr><th scope='row'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    return f"<div class='key'><strong>Deciding numbers</strong><table>{body}</table></div>"
+
+
 def write_index(out: Path, data: str, preset: str, epochs: int, timings: dict) -> None:
     """Write OUT/index.html: the story of the run with every figure."""
     analysis, fil, ev = out / "analysis" / "figures", out / "filaments", out / "evaluate"
@@ -152,12 +170,14 @@ def write_index(out: Path, data: str, preset: str, epochs: int, timings: dict) -
                "<p>Cube samples around the origin miss the fragment and decode to no faces; samples from "
                "the data's PCA box, the fitted normal, the ex-post GMM and the confidence-ellipse rule "
                "land in it.</p>" + "".join(grids))
-    table = _read(ev / "metrics.md")
+    table = _read(ev / "metrics.html")
     sec.append("<h2>4. Metrics (weight-free)</h2><p>Re-encoded Fréchet distance (lower is better), "
                "pixel-PCA and random-conv Fréchet distances, precision / recall and density / coverage per "
                "region in three feature spaces. The rule's precision counts a sample only when its z-point is in "
                "the fragment and its image lies among the real images' random-conv features.</p>"
-               f"<pre>{html.escape(table)}</pre>" + _img(ev / "chart.png", out, "Metrics per region", 720))
+               + (table or f"<pre>{html.escape(_read(ev / 'metrics.md'))}</pre>")
+               + _img(ev / "chart.png", out, "Metrics per region", 720)
+               + '<p>Full page: <a href="evaluate/index.html">evaluate/index.html</a>.</p>')
     fil_summary = _read(fil / "filaments.json")
     n_fil = ""
     if fil_summary:
@@ -167,12 +187,15 @@ def write_index(out: Path, data: str, preset: str, epochs: int, timings: dict) -
     fil_figs = sorted(fil.glob("*.png")) if fil.exists() else []
     sec.append(f"<h2>5. Filaments</h2><p>{n_fil} Density is judged by a scale-free local contrast "
                "against a smoothed-bootstrap null cloud with the data's covariance (docs/filaments.md).</p>" + "".join(_img(f, out, f.stem) for f in fil_figs[:6]))
+    sec.insert(0, _key_numbers(out, n_fil))
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.1f} s</td></tr>" for k, v in timings.items())
     sec.append(f"<h2>Timings</h2><table>{rows}</table>")
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>latentscope demo</title><style>"
             "body{font-family:sans-serif;max-width:1200px;margin:auto}figure{display:inline-block;margin:6px;"
             "vertical-align:top}figcaption{font-size:12px;max-width:480px}pre{background:#f4f4f4;padding:8px;"
-            "overflow:auto}</style></head><body><h1>latentscope demo</h1>" + "".join(sec) + "</body></html>")
+            "overflow:auto}table{border-collapse:collapse}th,td{padding:2px 8px;border-bottom:1px solid #eee;"
+            "text-align:right}th:first-child,td:first-child{text-align:left}.key{background:#f4f7fb;"
+            "border:1px solid #c8d6e5;padding:8px 14px;margin:12px 0}</style></head><body><h1>latentscope demo</h1>" + "".join(sec) + "</body></html>")
     (out / "index.html").write_text(page)
 
 

@@ -100,6 +100,22 @@ class AnalysisResult:
         return out
 
 
+    def _repr_html_(self) -> str:
+        from .._html import kv_table
+
+        s = self.summary()
+        r = s["radial"]
+        rows = [("points x z_dim", f"{s['n_samples']:,} x {s['z_dim']}"),
+                ("effective dimension (PCA)", s["pca"]["effective_dimension"]),
+                ("axes for 90 % of the variance", s["pca"]["n_components_90pct"]),
+                ("Mahalanobis radius of the origin", r["origin_mahalanobis"]),
+                ("fraction closer to the mean than the origin", r["fraction_closer_than_origin"]),
+                ("median |r|", s["correlations"]["abs_r_median"])]
+        if self.out_dir is not None:
+            rows.append(("report", str(Path(self.out_dir) / "index.html")))
+        return "<strong>AnalysisResult</strong>" + kv_table(rows)
+
+
 def _default_pc_pairs(dim: int) -> list[tuple[int, int]]:
     return [p for p in [(0, 1), (0, 2), (1, 2), (2, 3)] if max(p) < dim]
 

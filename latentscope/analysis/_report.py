@@ -9,12 +9,6 @@ from typing import Any
 __all__ = ["write_report"]
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return html.escape(str(v))
-
-
 def write_report(result: Any, out: Path) -> list[Path]:
     """Draw every figure of ``result`` into ``out/figures`` and write ``out/index.html``."""
     from . import _figures as F
@@ -81,23 +75,20 @@ def write_report(result: Any, out: Path) -> list[Path]:
         rows.append(("core fraction / iterations / converged",
                      f"{c['core_fraction']:.4g} / {c['n_iter']} / {'yes' if c['converged'] else 'NO'}"))
     rows += [("note", n) for n in summary.get("notes", [])]
-    table = "\n".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in rows)
+    from .. import _html as H
+
+    r = summary["radial"]
+    key = [("effective dimension (PCA)", summary["pca"]["effective_dimension"]),
+           ("axes for 90 % of the variance", summary["pca"]["n_components_90pct"]),
+           ("Mahalanobis radius of the origin", r["origin_mahalanobis"]),
+           ("fraction of points closer to the mean than the origin", r["fraction_closer_than_origin"]),
+           ("median KS distance, PCA coordinates", summary["pca_components"]["ks_distance_median"])]
     figs = "\n".join(
-        f'<section><h2>{html.escape(t)}</h2><p>{html.escape(cap)}</p><img src="{src}" alt="{html.escape(t)}"></section>'
+        f"<section><h2>{html.escape(t)}</h2><p>{html.escape(cap)}</p>{H.figure(src, caption=t)}</section>"
         for src, t, cap in items)
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>latentscope analysis</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; color: #222; }}
-img {{ max-width: 100%; border: 1px solid #ddd; }}
-table {{ border-collapse: collapse; }} td {{ padding: 0.2em 1em; border-bottom: 1px solid #eee; }}
-section {{ margin-top: 2em; }}
-</style></head><body>
-<h1>Latent-space analysis</h1>
-<p>Results as JSON and HDF5 beside this page; headline numbers in <code>summary.json</code>.</p>
-<table>{table}</table>
-{figs}
-</body></html>
-"""
+    body = (H.key_numbers(key) + "<p>Results as JSON and HDF5 beside this page; headline numbers in "
+            "<code>summary.json</code>. Click a figure for its full-size PNG.</p>\n"
+            + H.kv_table(rows) + "\n" + figs)
+    page = H.page("Latent-space analysis", body)
     (out / "index.html").write_text(page)
     return [out / src for src, _, _ in items] + [out / "index.html"]

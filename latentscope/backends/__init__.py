@@ -1,10 +1,12 @@
 """Model backends: the :class:`Backend` protocol, entry-point discovery, and the
-dependency-free ``linear`` backend (a linear autoencoder, i.e. PCA of pixels)."""
+dependency-free ``linear`` backend (a linear autoencoder, i.e. PCA of pixels), and the
+``onnx`` backend (any ONNX encoder/decoder pair; onnxruntime is imported only on load)."""
 
 from ._encode import EncodeResult, encode_to_store
 from ._protocol import Backend, preferred_batch_size, training_image_cache
-from ._registry import GROUP, get_backend, list_backends, refresh_backends
+from ._registry import GROUP, get_backend, list_backends, load_model, refresh_backends
+from ._onnx import OnnxBackend
 from .linear import LinearBackend
 
-__all__ = ["Backend", "get_backend", "list_backends", "refresh_backends", "GROUP", "LinearBackend",
+__all__ = ["Backend", "get_backend", "list_backends", "refresh_backends", "load_model", "GROUP", "LinearBackend", "OnnxBackend",
            "encode_to_store", "EncodeResult", "preferred_batch_size", "training_image_cache"]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 import warnings
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import Any
 
 from ..exceptions import BackendNotFoundError
 
-__all__ = ["list_backends", "get_backend", "refresh_backends", "GROUP"]
+__all__ = ["list_backends", "get_backend", "refresh_backends", "load_model", "GROUP"]
 
 #: Entry-point group under which plugins register their backend classes.
 GROUP = "latentscope.backends"
@@ -77,3 +78,31 @@ def get_backend(name: str) -> Any:
         return eps[name].load()
     except Exception as exc:
         raise BackendNotFoundError(f"latentscope backend {name!r} failed to load: {type(exc).__name__}: {exc}") from exc
+
+
+def load_model(path: str | Path, backend: str | None = None) -> Any:
+    """Load the model directory ``path`` with ``backend``, by default the one its ``config.json`` names.
+
+    Raises
+    ------
+    BackendNotFoundError
+        ``backend`` is None and the directory's ``config.json`` names no backend, or the
+        backend is not installed.
+    """
+    if backend is None:
+        backend = model_backend_name(path)
+        if not backend:
+            raise BackendNotFoundError(f"{path}: its config.json names no backend; name it with --backend "
+                                       "(see: latentscope backends).")
+    return get_backend(backend).load(path)
+
+
+def model_backend_name(path: str | Path) -> str | None:
+    """The backend named by the ``config.json`` of the model directory ``path`` (None: none readable)."""
+    import json  # noqa: PLC0415
+
+    try:
+        name = json.loads((Path(path) / "config.json").read_text(encoding="utf-8")).get("backend")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) and name else None

@@ -33,9 +33,11 @@ app = typer.Typer(
 #: Command modules in help order; each defines register(app).
 _COMMAND_MODULES = (
     "_cmd_models",  # backends, train, encode
+    "_cmd_wrap",  # wrap
     "_cmd_store",  # import, export, info
     "_cmd_analyze",  # analyze
     "_cmd_sample",  # sample, compare-samplers
+    "_cmd_samplers",  # samplers
     "_cmd_filaments",  # filaments
     "_cmd_evaluate",  # evaluate
 )

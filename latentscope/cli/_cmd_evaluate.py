@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -12,7 +12,7 @@ from ._common import BatchSize, NoProgress, Overwrite, Progress, Seed, StoreOpti
 __all__ = ["register", "evaluate_cmd", "OUTPUTS", "grid_filename"]
 
 #: Files written into --out (plus one grid per region under grids/).
-OUTPUTS = ("metrics.md", "metrics.csv", "metrics.json", "chart.png", "grids")
+OUTPUTS = ("metrics.md", "metrics.csv", "metrics.json", "metrics.html", "index.html", "chart.png", "grids")
 
 
 def grid_filename(label: str) -> str:
@@ -24,9 +24,10 @@ def grid_filename(label: str) -> str:
 
 def evaluate_cmd(
     store: Annotated[Path, typer.Argument(help="The z-point store of the data (encoded with this model).")],
-    backend: Annotated[str, typer.Option("--backend", help="Backend of the model (see: latentscope backends).")],
     model: Annotated[Path, typer.Option("--model", help="Saved model directory of that backend.")],
     out: Annotated[Path, typer.Option("--out", help="Output directory.")],
+    backend: Annotated[Optional[str], typer.Option(
+        "--backend", help="Backend of the model (default: from the model's config.json).")] = None,
     regions: Annotated[str, typer.Option(
         "--regions",
         help="Comma-separated regions, each NAME or NAME:KEY=VALUE[:KEY=VALUE] with sampler parameters "
@@ -61,7 +62,7 @@ def evaluate_cmd(
     """
     import json
 
-    from ..backends import get_backend, preferred_batch_size
+    from ..backends import load_model, preferred_batch_size
     from ..data import open_source
     from ..metrics import evaluate_regions
     from ..metrics._region_plots import plot_regions
@@ -74,7 +75,7 @@ def evaluate_cmd(
     specs = _build_samplers(regions, region_options)  # one-line errors before anything heavy
     check_out(out, OUTPUTS, overwrite=overwrite)
     with open_store(store) as zs:
-        bk = get_backend(backend).load(model)
+        bk = load_model(model, backend)
         if int(bk.z_dim) != int(zs.z_dim):
             from ..exceptions import BackendError
 
@@ -113,11 +114,30 @@ def evaluate_cmd(
     typer.echo("in-fragment / precision (rule): " + ", ".join(
         f"{r.label} {r.in_fragment:.2f} / {r.precision:.2f}" for r in ev.rows if not r.reference))
     labels = [lbl for lbl in ev.labels if lbl != REFERENCE_REGION]
+    base, wins = None, []
     if "gmm" in labels or any(lbl.startswith("gmm") for lbl in labels):
         base = "gmm" if "gmm" in labels else next(lbl for lbl in labels if lbl.startswith("gmm"))
         wins = ev.winners(base)
         typer.echo(f"beat {base} (lower FD latent, higher precision and recall): {', '.join(wins) if wins else 'none'}")
-    typer.echo(f"table -> {out / 'metrics.md'}, chart -> {out / 'chart.png'}, grids -> {out / 'grids'}")
+    (out / "metrics.html").write_text(ev.to_html() + "\n")
+    (out / "index.html").write_text(evaluation_page(ev, out, wins=(base, wins) if base else None))
+    typer.echo(f"table -> {out / 'metrics.md'}, page -> {out / 'index.html'}, chart -> {out / 'chart.png'}, "
+               f"grids -> {out / 'grids'}")
+
+
+def evaluation_page(ev: Any, out: Path, *, wins: Any = None) -> str:
+    """``evaluate``'s ``index.html``: the deciding numbers, the table, the chart and the grids (linked PNGs)."""
+    from .. import _html as H
+
+    key = [(f"best on {m}", ev.best(m) or "n/a") for m in ("fd_latent", "precision", "recall")]
+    if wins is not None:
+        key.append((f"beat {wins[0]} (lower FD latent, higher precision and recall)", ", ".join(wins[1]) or "none"))
+    key += [(f"in-fragment rate, {r.label}", f"{r.in_fragment:.2f}") for r in ev.rows if not r.reference]
+    grids = "".join(H.figure(out / "grids" / grid_filename(label), out, label, width=240) for label in ev.previews)
+    body = (H.key_numbers(key) + "<h2>Metrics per region</h2>" + ev.to_html()
+            + H.figure(out / "chart.png", out, "Metrics per region (click for full size)", width=720)
+            + "<h2>Decoded samples</h2>" + grids)
+    return H.page("latentscope evaluate", body)
 
 
 def register(app: typer.Typer) -> None:

@@ -23,7 +23,7 @@ def filaments_cmd(
     bandwidth: Annotated[str, typer.Option("--bandwidth", help="Jitter h of the null cloud in (0, 1], or 'auto' (the data's K-th neighbour distance).")] = "auto",
     min_members: Annotated[int, typer.Option("--min-members", min=1, help="Smallest filament reported.")] = 30,
     knn: Annotated[str, typer.Option("--knn", help="kNN engine: auto, exact, faiss, forest or faiss-ivf (see latentscope.neighbors).")] = "auto",
-    backend: Annotated[Optional[str], typer.Option("--backend", help="Backend that decodes images along each filament.")] = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", help="Backend that decodes images along each filament (default: from the model's config.json).")] = None,
     model: Annotated[Optional[Path], typer.Option("--model", help="Model directory of the backend.")] = None,
     n_images: Annotated[int, typer.Option("--images", min=1, help="Decoded images per filament.")] = 10,
     no_columns: Annotated[bool, typer.Option("--no-columns", help="Do not write the per-point columns into the store.")] = False,
@@ -49,14 +49,14 @@ def filaments_cmd(
     from ..filaments._plots import decoded_strips, plot_filaments, plot_statistics
     from ..store import open_store
 
-    if (backend is None) != (model is None):
-        raise InvalidParameterError("--backend and --model go together: give both to decode images, or neither.")
+    if backend is not None and model is None:
+        raise InvalidParameterError("--backend and --model go together: --backend needs --model (--model alone is enough: its config names the backend).")
     check_out(out, _OUTPUTS, overwrite=overwrite)
     bk = None
-    if backend is not None:
-        from ..backends import get_backend
+    if model is not None:
+        from ..backends import load_model
 
-        bk = get_backend(backend).load(model)
+        bk = load_model(model, backend)
     with open_store(store, "r") as zs:
         Z = zs.read()
         n_rows = zs.n_rows
@@ -95,7 +95,9 @@ def filaments_cmd(
         spine_nodes=np.concatenate([f.spine for f in fils]) if fils else np.zeros((0, Z.shape[1]), np.float32),
         spine_offsets=np.cumsum([0] + [f.spine.shape[0] for f in fils]).astype(np.int64),
     )
-    figures = [plot_filaments(det, Z, out / "filaments_pcs.png"), plot_statistics(det, out / "statistics.png")]
+    plot_filaments(det, Z, out / "filaments_pcs.png")
+    plot_statistics(det, out / "statistics.png")
+    figures = [out / "filaments_pcs.png", out / "statistics.png"]
     if bk is not None and fils:
         figures += decoded_strips(bk, Z, fils, out / "decoded", n_images=n_images)
     summary["figures"] = [str(p.relative_to(out)) for p in figures]

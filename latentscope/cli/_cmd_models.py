@@ -71,14 +71,11 @@ def _accepted_options(train: Any) -> tuple[set[str], bool]:
 
 def _load_backend_class(name: str | None, model_dir: Path | None = None) -> Any:
     from ..backends import get_backend
+    from ..backends._registry import model_backend_name
     from ..exceptions import BackendNotFoundError
 
     if name is None and model_dir is not None:
-        cfg = model_dir / "config.json"
-        try:
-            name = json.loads(cfg.read_text(encoding="utf-8")).get("backend")
-        except (OSError, ValueError, AttributeError):
-            name = None
+        name = model_backend_name(model_dir)
     if not name:
         raise BackendNotFoundError("name the backend with --backend (see: latentscope backends).")
     return get_backend(name)

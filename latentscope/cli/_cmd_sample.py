@@ -112,14 +112,14 @@ def sampler_options(region: str, given: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load_model(backend: Optional[str], model: Optional[Path], z_dim: int) -> Any:
-    from ..backends import get_backend
+    from ..backends import load_model
     from ..exceptions import BackendError, InvalidParameterError
 
     if backend is None and model is None:
         return None
-    if backend is None or model is None:
-        raise InvalidParameterError("--backend and --model go together: give both to decode the samples, or neither.")
-    bk = get_backend(backend).load(model)
+    if model is None:
+        raise InvalidParameterError("--backend and --model go together: --backend needs --model (--model alone is enough: its config names the backend).")
+    bk = load_model(model, backend)
     if int(bk.z_dim) != int(z_dim):
         raise BackendError(f"the model's z_dim ({bk.z_dim}) differs from the store's ({z_dim}); use a model trained for this store.")
     return bk
@@ -193,7 +193,7 @@ def sample_cmd(
     endpoints: Annotated[Optional[str], typer.Option(help="path: store rows 'a,b' to interpolate (interp).")] = None,
     extent: Annotated[Optional[float], typer.Option(help="path: half-length in standard deviations.")] = None,
     method: Annotated[Optional[str], typer.Option(help="path: linear, slerp or slerp-mean (interp).")] = None,
-    backend: Annotated[Optional[str], typer.Option(help="Backend that decodes the samples (see `latentscope backends`).")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="Backend that decodes the samples (default: from the model's config.json).")] = None,
     model: Annotated[Optional[Path], typer.Option(help="Saved model of that backend.")] = None,
     batch_size: BatchSize = None,
     n_reference: Annotated[int, typer.Option(min=2, help="Held-out data rows that calibrate the landing figures (at most a third of the data).")] = 2000,
@@ -256,7 +256,7 @@ def compare_cmd(
     regions: Annotated[str, typer.Option(help="Comma-separated regions, each NAME or NAME:KEY=VALUE[:KEY=VALUE] (e.g. ellipse:level=0.9).")] = "cube,normal,gauss,mvn,pca-box,ellipse,gmm",
     n: Annotated[int, typer.Option("-n", "--n-samples", min=1, help="Z-points per region.")] = 256,
     seed: Seed = 0,
-    backend: Annotated[Optional[str], typer.Option(help="Backend that decodes the samples.")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="Backend that decodes the samples (default: from the model's config.json).")] = None,
     model: Annotated[Optional[Path], typer.Option(help="Saved model of that backend.")] = None,
     grid_size: Annotated[int, typer.Option(min=1, help="Images per region in the grids.")] = 16,
     batch_size: BatchSize = None,

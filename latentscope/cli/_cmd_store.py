@@ -1,4 +1,4 @@
-"""``latentscope import``, ``export``, ``info`` and ``check``: move z-points in and out of stores."""
+"""``latentscope import``, ``export``, ``explore``, ``info`` and ``check``: move z-points in and out of stores."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import NoProgress, Overwrite, Progress
+from ._common import NoProgress, Overwrite, Progress, Seed
 
 __all__ = ["register"]
 
@@ -48,19 +48,106 @@ def import_cmd(
     typer.echo(f"{'appended' if append else 'wrote'} {stats['rows']} rows (z_dim {stats['z_dim']}) to {out}{skipped}")
 
 
+_Neighbours = Annotated[int, typer.Option(
+    "--neighbors", "-k", min=0, help="Parquet: nearest neighbours per row, in Embedding Atlas's form (0: none).")]
+_WithZ = Annotated[bool, typer.Option("--with-z", help="Parquet: add the z-point as a list column 'z'.")]
+_Thumbnails = Annotated[Optional[int], typer.Option(
+    "--thumbnails", min=1, metavar="PIXELS",
+    help="Parquet: a square PNG per row of this side: the source image named by the store's provenance, "
+         "else the decoded z-point (--backend/--model).")]
+_Backend = Annotated[Optional[str], typer.Option("--backend", help="Parquet thumbnails: the backend that decodes z-points.")]
+_Model = Annotated[Optional[Path], typer.Option("--model", help="Parquet thumbnails: the model to decode with.")]
+_Samples = Annotated[Optional[list[Path]], typer.Option(
+    "--samples", metavar="STORE",
+    help="Parquet: a sample store of 'latentscope sample' to add, with a 'kind' column (repeatable).")]
+_Knn = Annotated[str, typer.Option("--knn", help="Parquet: neighbour engine: auto, exact or faiss.")]
+_Layout = Annotated[str, typer.Option(
+    "--layout", help="Parquet: the 2-D layout x, y: pca (PCA 1 and 2) or umap (umap-learn, Euclidean, seeded).")]
+
+
+def _export_parquet(store, out, k, with_z, thumbnails, backend, model, samples, knn, layout, seed, overwrite, no_progress):
+    from ..export import export_parquet
+
+    with Progress("export", no_progress=no_progress) as progress:
+        return export_parquet(store, out, samples=samples or (), k=k, with_z=with_z, thumbnails=thumbnails,
+                              backend=backend, model=model, knn=knn, layout=layout, rng=seed, overwrite=overwrite,
+                              progress=progress)
+
+
 def export_cmd(
     store: Annotated[Path, typer.Argument(metavar="STORE", help="The store to export.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="FILE.npz (z, ids and every column) or FILE.npy (z only).")],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="FILE.parquet (one row per z-point, for Embedding Atlas), FILE.npz (z, ids and every "
+                            "column) or FILE.npy (z only).")],
     compress: Annotated[bool, typer.Option("--compress", help="Deflate the .npz members.")] = False,
+    k: _Neighbours = 10,
+    with_z: _WithZ = False,
+    thumbnails: _Thumbnails = None,
+    backend: _Backend = None,
+    model: _Model = None,
+    samples: _Samples = None,
+    knn: _Knn = "auto",
+    layout: _Layout = "pca",
+    seed: Seed = 0,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
 ) -> None:
-    """Export a store's z-points, ids and columns to a .npz file."""
+    """Export a store's z-points to a Parquet file (with layout, neighbours, statistics) or a .npz file."""
+    from ..exceptions import InvalidParameterError
     from ..store import export_npz
 
+    if out.suffix.lower() == ".parquet":
+        stats = _export_parquet(store, out, k, with_z, thumbnails, backend, model, samples, knn, layout, seed, overwrite,
+                                no_progress)
+        typer.echo(f"wrote {stats['rows']} rows ({len(stats['columns'])} columns, {stats['k']} neighbours) to {out}")
+        return
+    given = [flag for flag, value, default in (("-k", k, 10), ("--with-z", with_z, False), ("--thumbnails", thumbnails, None),
+                                               ("--backend", backend, None), ("--model", model, None),
+                                               ("--samples", samples, None), ("--knn", knn, "auto"),
+                                               ("--layout", layout, "pca"), ("--seed", seed, 0)) if value != default]
+    if given:
+        raise InvalidParameterError(f"export: {', '.join(given)} only work with a .parquet output; got --out {out.name}.")
     with Progress("export", no_progress=no_progress) as progress:
         stats = export_npz(store, out, compress=compress, overwrite=overwrite, progress=progress)
     typer.echo(f"wrote {stats['rows']} rows ({stats['arrays']} arrays) to {out}")
+
+
+def explore_cmd(
+    store: Annotated[Path, typer.Argument(metavar="STORE", help="The store to look at.")],
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="The Parquet file to write (default: STORE with the suffix .parquet).")] = None,
+    k: _Neighbours = 10,
+    thumbnails: _Thumbnails = None,
+    backend: _Backend = None,
+    model: _Model = None,
+    samples: _Samples = None,
+    knn: _Knn = "auto",
+    layout: _Layout = "pca",
+    seed: Seed = 0,
+    no_start: Annotated[bool, typer.Option("--no-start", help="Write the file and print the command only.")] = False,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Export a store to Parquet and open it in Embedding Atlas (or print the command when it is not installed)."""
+    import shlex
+    import shutil
+    import subprocess
+
+    from ..export import atlas_command
+
+    out = store.with_suffix(".parquet") if out is None else out
+    stats = _export_parquet(store, out, k, False, thumbnails, backend, model, samples, knn, layout, seed, overwrite,
+                            no_progress)
+    cmd = atlas_command(out, neighbors=stats["k"] > 0, thumbnails=thumbnails is not None)
+    typer.echo(f"wrote {stats['rows']} rows to {out}")
+    exe = shutil.which(cmd[0])
+    if no_start or exe is None:
+        if exe is None:
+            typer.echo("embedding-atlas is not installed (pip install embedding-atlas); open the file with:")
+        typer.echo(shlex.join(cmd))
+        return
+    typer.echo(f"starting: {shlex.join(cmd)}")
+    raise typer.Exit(code=subprocess.call([exe, *cmd[1:]]))
 
 
 def _size(n: int) -> str:
@@ -149,5 +236,6 @@ def register(app: typer.Typer) -> None:
     """Add the store commands to the ``latentscope`` app."""
     app.command("import", help=import_cmd.__doc__)(import_cmd)
     app.command("export", help=export_cmd.__doc__)(export_cmd)
+    app.command("explore", help=explore_cmd.__doc__)(explore_cmd)
     app.command("info", help=info_cmd.__doc__)(info_cmd)
     app.command("check", help=check_cmd.__doc__)(check_cmd)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["decode_image", "crop_box", "save_png", "IMAGE_EXTENSIONS"]
+__all__ = ["decode_image", "crop_box", "save_png", "png_bytes", "IMAGE_EXTENSIONS"]
 
 #: File name endings the folder reader picks up (lower case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".pnm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -126,3 +126,24 @@ def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.asarray(image, dtype=np.uint8)).save(path)
     return path
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """Encode a uint8 (h, w, 3) array as the bytes of a PNG file (for Parquet thumbnails).
+
+    Parameters
+    ----------
+    image : array-like of shape (h, w, 3)
+        Converted to uint8.
+
+    Returns
+    -------
+    bytes
+    """
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()

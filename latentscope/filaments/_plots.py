@@ -36,7 +36,8 @@ def _colors(n: int) -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def plot_filaments(detector: Any, Z: np.ndarray, path: str | Path, *, max_filaments: int = 20, bins: int = 200) -> Path:
+def plot_filaments(detector: Any, Z: np.ndarray, path: str | Path | None = None, *, max_filaments: int = 20,
+                   bins: int = 200) -> Any:
     """Filaments projected on the leading principal-component planes over the bulk.
 
     Panels PC1-PC2, PC3-PC4, PC5-PC6 (as many as ``z_dim`` allows): the bulk as a
@@ -49,10 +50,14 @@ def plot_filaments(detector: Any, Z: np.ndarray, path: str | Path, *, max_filame
         Fitted.
     Z : ndarray of shape (n_points, z_dim)
         The fitted points (non-finite rows are ignored).
-    path : str or Path
+    path : str or Path, optional
         PNG file to write.
     max_filaments : int, default=20
         Largest number of filaments drawn (the biggest ones).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     from matplotlib.colors import LogNorm  # noqa: PLC0415
 
@@ -87,14 +92,15 @@ def plot_filaments(detector: Any, Z: np.ndarray, path: str | Path, *, max_filame
     return _save(fig, path)
 
 
-def plot_statistics(detector: Any, path: str | Path) -> Path:
+def plot_statistics(detector: Any, path: str | Path | None = None) -> Any:
     """Data against null for the candidate test, and the shape test of the candidates.
 
     Left: histograms of the local contrast (``contrast_``) of the data and of the
     matched null cloud (``null_contrast_``), the candidates shaded; the data's lower
     tail reaching beyond the null's is what the test flags. Right: structure-scale
     linearity of the candidates whose leading direction is resolved
-    (``snr >= min_snr``), with the threshold used.
+    (``snr >= min_snr``), with the threshold used. Written to ``path`` when one is
+    given; returns the :class:`matplotlib.figure.Figure`.
     """
     check_is_fitted(detector, "filaments_")
     fig = _figure(9.0, 3.6)
@@ -155,11 +161,13 @@ def filament_strip(images: np.ndarray, *, pad: int = 2) -> np.ndarray:
     return out
 
 
-def _save(fig: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path
+def _save(fig: Any, path: str | Path | None) -> Any:
+    """Write ``fig`` to ``path`` when one is given; return the Figure either way."""
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    return fig
 
 
 def decoded_strips(backend: Any, Z: np.ndarray, filaments: Sequence[Any], out_dir: str | Path, *,

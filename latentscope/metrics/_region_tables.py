@@ -288,6 +288,36 @@ class RegionEvaluation:
 
     def to_markdown(self) -> str:
         """The table as Markdown, best values in bold, with a short legend."""
+        heads, rows, legend = self._grid(lambda t: f"**{t}**", lambda t: t)
+        lines = ["| " + " | ".join(heads) + " |", "|" + "---|" + "---:|" * (len(heads) - 1)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+        return "\n".join(lines + legend) + "\n"
+
+    def to_html(self, *, legend: bool = True) -> str:
+        """The table as an HTML ``<table class="regions">`` (one ``<tr>`` per region in ``<tbody>``).
+
+        Best values are in ``<strong>``; the legend of :meth:`to_markdown` follows as
+        paragraphs unless ``legend=False``.
+        """
+        import html
+        import re
+
+        heads, rows, notes = self._grid(lambda t: f"<strong>{t}</strong>", html.escape)
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in heads)
+        body = "\n".join("<tr>" + f"<th scope='row'>{cells[0]}</th>" + "".join(f"<td>{c}</td>" for c in cells[1:]) + "</tr>"
+                         for cells in rows)
+        out = f'<table class="regions">\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>'
+        if legend:
+            for para in (n for n in notes if n):
+                text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(para))
+                out += "\n<p>" + re.sub(r"`(.+?)`", r"<code>\1</code>", text) + "</p>"
+        return out
+
+    def _repr_html_(self) -> str:
+        return self.to_html(legend=False)
+
+    def _grid(self, bold: Any, esc: Any) -> tuple[list, list, list]:
+        """Column titles, rows of rendered cells (``bold`` marks best values, ``esc`` quotes names) and the legend."""
         suffixes = [SPACES[sp][0] for sp in self.spaces]
         gated = bool(self.meta.get("fragment_gate"))
         heads = ["region", "FD latent", "FD pixel-PCA", "FD random-conv", "KID latent", "KID pixel-PCA",
@@ -304,12 +334,12 @@ class RegionEvaluation:
                 text = f"{v:.3f}"
             else:
                 text = f"{v:.0f}" if abs(v) >= 1000 else f"{v:.3g}"
-            return f"**{text}**" if best.get(bold_as or metric) == r.label else text
+            return bold(text) if best.get(bold_as or metric) == r.label else text
 
         rule = SPACES[self.manifold_space][0]
-        lines = ["| " + " | ".join(heads) + " |", "|" + "---|" + "---:|" * (len(heads) - 1)]
+        lines = []
         for r in self.rows:
-            name = f"{r.label} (reference)" if r.reference else r.label
+            name = esc(f"{r.label} (reference)" if r.reference else r.label)
             pr = [f"{fmt(r, f'precision_{sx}', 'precision' if sx == rule else None)} / "
                   f"{fmt(r, f'recall_{sx}', 'recall' if sx == rule else None)}" for sx in suffixes]
             dc = [f"{fmt(r, f'density_{sx}')} / {fmt(r, f'coverage_{sx}')}" for sx in suffixes]
@@ -321,7 +351,7 @@ class RegionEvaluation:
                      fmt(r, "kid_pixel"), *gate, *pr, *dc,
                      f"{r.memorisation_excess:.2g}" if np.isfinite(r.memorisation_excess) else "n/a",
                      f"{r.frac_saturated:.1%}", f"{r.seconds:.1f}"]
-            lines.append("| " + " | ".join(cells) + " |")
+            lines.append(cells)
         real = ("real images from " + self.real_spec) if self.real_kind == "images" else \
             "no real images: the store's z-points, decoded, stand in for them"
         legend = [
@@ -350,4 +380,4 @@ class RegionEvaluation:
             legend.append("")
             legend.append(f"`{REFERENCE_REGION}` decodes random z-points of the store itself (the encoded training "
                           "images): what copying the training set scores; a ceiling, not a generator.")
-        return "\n".join(lines + legend) + "\n"
+        return heads, lines, legend

@@ -20,6 +20,8 @@ values) with :func:`make_sampler`; :func:`all_samplers` lists them:
 ``path``       segments in coordinate planes or along PCs, interpolations, grids
 =============  =================================================================
 
+Other distributions add samplers through the ``latentscope.samplers`` entry-point
+group (:func:`sampler_plugins`; the keras-ae plugin ships ``flow`` and ``diffusion``).
 :func:`landing_report` measures where samples land relative to the data.
 """
 
@@ -30,6 +32,7 @@ from ._kde import KDESampler
 from ._landing import LandingReference, LandingReport, landing_report
 from ._path import PathSampler
 from ._pca import EllipseSampler, PCABoxSampler, PCAGaussSampler, truncated_normal
+from ._plugins import refresh_sampler_plugins, sampler_plugins
 from ._simple import BallSampler, CubeSampler, NormalSampler, ShellSampler
 
 __all__ = [
@@ -39,4 +42,5 @@ __all__ = [
     "PCABoxSampler", "PCAGaussSampler", "EllipseSampler", "truncated_normal",
     "GMMSampler", "KDESampler", "PathSampler",
     "LandingReport", "LandingReference", "landing_report",
+    "sampler_plugins", "refresh_sampler_plugins",
 ]

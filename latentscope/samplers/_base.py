@@ -193,9 +193,9 @@ class Sampler(Estimator):
     def from_dict(cls, data: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> "Sampler":
         """Rebuild a sampler from :meth:`to_dict` (and the fitted arrays, if any)."""
         name = data.get("sampler")
-        target = _REGISTRY.get(name) if cls is Sampler else cls
+        target = _lookup(name) if cls is Sampler else cls
         if target is None or (cls is not Sampler and name not in (None, cls.name)):
-            raise InvalidParameterError(f"from_dict: unknown sampler {name!r}; known: {', '.join(sorted(_REGISTRY))}.")
+            raise InvalidParameterError(f"from_dict: unknown sampler {name!r}; known: {', '.join(all_samplers())}.")
         self = target(**target._params_from_json(data.get("params", {})))
         fitted = data.get("fitted")
         if fitted is not None:
@@ -248,8 +248,25 @@ def sampler_from_dict(data: dict[str, Any], arrays: dict[str, np.ndarray] | None
     return Sampler.from_dict(data, arrays)
 
 
+def _lookup(name: Any) -> type[Sampler] | None:
+    """The sampler class registered as ``name``, loading its plugin the first time; None if unknown."""
+    if isinstance(name, str) and name not in _REGISTRY:
+        from ._plugins import load_sampler_plugins
+
+        load_sampler_plugins([name])
+    return _REGISTRY.get(name) if isinstance(name, str) else None
+
+
 def all_samplers() -> dict[str, type[Sampler]]:
-    """Registered samplers by name (the ``--region`` values), sorted."""
+    """Registered samplers by name (the ``--region`` values), sorted.
+
+    The built-in samplers and those of the installed plugins (the
+    ``latentscope.samplers`` entry-point group, imported here the first time; a
+    plugin that fails to load gives a ``RuntimeWarning`` and is left out).
+    """
+    from ._plugins import load_sampler_plugins
+
+    load_sampler_plugins()
     return dict(sorted(_REGISTRY.items()))
 
 
@@ -261,9 +278,9 @@ def make_sampler(name: str, **options: Any) -> Sampler:
     SamplerError
         Unknown name, or an option the sampler does not take.
     """
-    if name not in _REGISTRY:
-        raise SamplerError(f"make_sampler: unknown region {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}.")
-    cls = _REGISTRY[name]
+    cls = _lookup(name)
+    if cls is None:
+        raise SamplerError(f"make_sampler: unknown region {name!r}; choose one of: {', '.join(all_samplers())}.")
     allowed = cls.param_names()
     bad = sorted(set(options) - set(allowed))
     if bad:

@@ -178,6 +178,19 @@ class LandingReport:
                 f"Mahalanobis {self.mahalanobis_median:.3g} (data {self.data_mahalanobis_median:.3g}), "
                 f"|z| {self.radius_mean:.3g} +- {self.radius_std:.2g} (data {self.data_radius_mean:.3g})")
 
+    def _repr_html_(self) -> str:
+        import html
+
+        from .._html import kv_table
+
+        pct = lambda a, b: f"{a:.1%} (held-out data {b:.1%})"  # noqa: E731
+        return (f"<strong>LandingReport {html.escape(str(self.name or ''))}</strong> ({self.n_samples} samples, z_dim {self.z_dim})"
+                + kv_table([("in-fragment", pct(self.in_fragment_rate, self.data_in_fragment_rate)),
+                            ("in PCA box", pct(self.frac_in_pca_box, self.data_frac_in_pca_box)),
+                            (f"in {self.level:g} ellipsoid", pct(self.frac_in_ellipsoid, self.data_frac_in_ellipsoid)),
+                            ("median Mahalanobis radius", f"{self.mahalanobis_median:.3g} (data {self.data_mahalanobis_median:.3g})"),
+                            ("|z|", f"{self.radius_mean:.3g} ± {self.radius_std:.2g} (data {self.data_radius_mean:.3g})")]))
+
     def __repr__(self) -> str:
         return (f"LandingReport(name={self.name!r}, n_samples={self.n_samples}, in_fragment_rate={self.in_fragment_rate:.3f}, "
                 f"frac_in_pca_box={self.frac_in_pca_box:.3f}, frac_in_ellipsoid={self.frac_in_ellipsoid:.3f}, "

@@ -375,6 +375,21 @@ class ZStore(_Reads, _Writes):
         return f"<ZStore {str(self.path)!r}: {self._n} rows x z_dim {self.z_dim}, mode {self.mode!r}>"
 
     # -- context --------------------------------------------------------------------------
+    def _repr_html_(self) -> str:
+        import html
+
+        from .._html import kv_table
+
+        if self.closed:
+            return f"<strong>ZStore</strong> {html.escape(str(self.path))} (closed)"
+        info = self.summary()
+        cols = ", ".join(info["columns"]) or "none"
+        prov = info["provenance"]
+        return ("<strong>ZStore</strong>" + kv_table([
+            ("path", info["path"]), ("rows x z_dim", f"{info['rows']:,} x {info['z_dim']}"), ("ids", info["ids"]),
+            ("columns", cols), ("backend", prov.get("backend", "") or "-"), ("source", prov.get("source", "") or "-"),
+            ("size on disk", f"{info['size_bytes'] / 1e6:.1f} MB")]))
+
     @property
     def closed(self) -> bool:
         """Whether the store was closed."""

@@ -275,6 +275,14 @@ class KerasAEBackend:
         }
         write_json_atomic(model_dir / CONFIG_NAME, data)
 
+    @classmethod
+    def wrap(cls, encoder: str | Path, decoder: str | Path, out_dir: str | Path, **options: Any) -> "KerasAEBackend":
+        """Wrap any Keras 3 encoder/decoder pair (``.keras`` files) as a model directory
+        (``latentscope wrap``); see :func:`latentscope_keras_ae._wrap.wrap_keras`."""
+        from ._wrap import wrap_keras
+
+        return wrap_keras(cls, encoder, decoder, out_dir, **options)
+
     def image_cache(self) -> Any:
         """The uint8 image cache the training wrote, as a :class:`latentscope.data.ImageCacheInfo`.
 
