@@ -194,14 +194,18 @@ def _nearest(Q, src, k, exclude, skip, transform, return_indices, method, max_by
         else:
             _faiss_block(Qc32, centre, X, start, excl, skipped, k, best_d, best_i)
 
-    # exact recomputation of the k winners from the differences
-    uniq, inv = np.unique(best_i.ravel(), return_inverse=True)
-    rows = np.asarray(src.take(uniq), dtype=np.float64)
-    if transform is not None:
-        rows = np.asarray(transform(rows), dtype=np.float64)
-    rows = rows[inv].reshape(m, k, Q.shape[1])
-    diff = rows - Q[:, None, :]
-    dist = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+    # exact recomputation of the k winners from the differences, in query chunks whose
+    # (chunk, k, dim) float64 rows and differences stay within max_bytes
+    dist = np.empty((m, k))
+    step = max(1, int(max_bytes) // (16 * k * Q.shape[1]))
+    for a in range(0, m, step):
+        b = min(m, a + step)
+        uniq, inv = np.unique(best_i[a:b].ravel(), return_inverse=True)
+        rows = np.asarray(src.take(uniq), dtype=np.float64)
+        if transform is not None:
+            rows = np.asarray(transform(rows), dtype=np.float64)
+        diff = rows[inv].reshape(b - a, k, Q.shape[1]) - Q[a:b, None, :]
+        dist[a:b] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
     order = np.argsort(dist, axis=1, kind="stable")
     dist = np.take_along_axis(dist, order, axis=1)
     idx = np.take_along_axis(best_i, order, axis=1)
