@@ -12,7 +12,7 @@ CELEBA ?=
 $(STAMP): pyproject.toml backends/keras_ae/pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test,knn,onnx,parquet]" -e "backends/keras_ae[cpu,jax]"
+	$(BIN)/python -m pip install -q -e ".[test,knn,onnx,parquet,dask]" -e "backends/keras_ae[cpu,jax]"
 	touch $(STAMP)
 
 venv: $(STAMP)

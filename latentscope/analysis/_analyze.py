@@ -15,7 +15,7 @@ import numpy as np
 from .._persist import _jsonable
 from .._validation import check_fraction, check_positive
 from ..exceptions import InvalidParameterError
-from ..stream import DEFAULT_MAX_BYTES, reading, run_pass, single_blas_thread
+from ..stream import DEFAULT_MAX_BYTES, cluster, reading, run_pass, single_blas_thread
 from ._attributes import AttributeGroups, AttributeSplit, attribute_groups
 from ._base import ProgressFn, pass_progress
 from ._boxes import BoundingBoxes
@@ -141,6 +141,7 @@ def analyze(
     progress: ProgressFn | None = None,
     n_threads: int | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    client: Any = None,
 ) -> AnalysisResult:
     """Run every analysis of the blog series on a z-point store.
 
@@ -154,7 +155,7 @@ def analyze(
 
     Parameters
     ----------
-    source : ZStore, path of a store, or array of shape (n, z_dim)
+    source : ZStore, ZarrStore, path of a store, dask array or array of shape (n, z_dim)
     out_dir : path, optional
         Where to write the results (JSON + HDF5 per analysis, ``summary.json``,
         ``figures/*.png`` and ``index.html``). None: nothing is written.
@@ -187,6 +188,11 @@ def analyze(
         Worker threads per pass (default: min(2, CPU count)).
     max_bytes : int, default=DEFAULT_MAX_BYTES (64 MiB)
         Block budget; peak memory grows with it and with the thread count.
+    client : distributed.Client, optional
+        Run every pass as tasks on this dask.distributed cluster (the same as calling
+        ``analyze`` inside ``with latentscope.stream.cluster(client=client)``; an
+        active cluster is used without it). The figures equal the single-process
+        analysis up to float64 rounding, and a pass gives the same bits on every run.
 
     Returns
     -------
@@ -208,7 +214,7 @@ def analyze(
     # with several workers, BLAS runs single-threaded everywhere (also for eigh between the
     # passes): oversubscribed OpenBLAS threads spin and can be many times slower
     limits = single_blas_thread() if n_threads > 1 else contextlib.nullcontext()
-    with reading(source, owner="analyze") as src, limits:  # closes only a store opened here from a path
+    with cluster(client=client), reading(source, owner="analyze") as src, limits:  # closes only a store opened here
         return _analyze(src, out_dir, bins=bins, fine_bins=fine_bins, pairs=pairs, n_pairs=n_pairs,
                         pc_pairs=pc_pairs, by=by, by_threshold=by_threshold, labels=labels, quantiles=quantiles,
                         core=core, core_trim=core_trim, core_max_iter=core_max_iter, core_tol=core_tol,

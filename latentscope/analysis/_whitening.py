@@ -13,6 +13,7 @@ fresh draws at the same rate.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Iterator
 
 import numpy as np
@@ -21,11 +22,27 @@ from scipy.stats import f as f_dist
 from .._estimator import Estimator
 from .._validation import check_fraction, check_is_fitted, check_positive, check_rng
 from ..exceptions import InvalidParameterError
-from ..stream import DEFAULT_MAX_BYTES, Covariance, iter_array_blocks, source_shape
+from ..stream import DEFAULT_MAX_BYTES, Covariance, iter_array_blocks, reading, run_pass, source_shape
 from ._frame import numerical_rank
 from ._pca import PCAFrame
 
 __all__ = ["HeldOutWhitening", "hotelling_bound"]
+
+
+class _FitCovariance:
+    """Covariance of the rows whose mask is True (a :func:`run_pass` reducer: ``update(z, is_fit)``)."""
+
+    def __init__(self, dim: int) -> None:
+        self.cov = Covariance(dim)
+
+    def update(self, z: np.ndarray, is_fit: np.ndarray) -> "_FitCovariance":
+        if is_fit.any():
+            self.cov.update(np.asarray(z, dtype=np.float64)[is_fit])
+        return self
+
+    def merge(self, other: "_FitCovariance") -> "_FitCovariance":
+        self.cov.merge(other.cov)
+        return self
 
 
 def hotelling_bound(level: float, n: int, p: int) -> float:
@@ -115,14 +132,13 @@ class HeldOutWhitening(Estimator):
                 f"10 held-out rows); got {n}.")
         rows = np.sort(gen.choice(n, size=m, replace=False)).astype(np.int64)
         self.holdout_rows_ = rows
-        cov = Covariance(dim)
-        held = []
-        for X, mask in self.iter_blocks(source):
-            held.append(X[~mask])
-            if mask.any():
-                cov.update(X[mask])
-        self.holdout_ = np.concatenate(held)
-        self.frame_ = PCAFrame().fit_covariance(cov.result())
+        is_fit = np.ones(n, bool)
+        is_fit[rows] = False
+        # one streamed pass over the fit rows (on the active dask cluster when there is one)
+        cov = run_pass(source, partial(_FitCovariance, dim), labels=is_fit, max_bytes=self.max_bytes)
+        with reading(source, owner=owner) as src:
+            self.holdout_ = np.asarray(src.take(rows), dtype=np.float64)
+        self.frame_ = PCAFrame().fit_covariance(cov.cov.result())
         lam = self.frame_.explained_variance_
         self.rank_ = numerical_rank(lam)
         if self.rank_ == 0:

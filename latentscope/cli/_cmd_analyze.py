@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ._common import NoProgress, Overwrite, Progress, check_out, parse_pairs
+from ._common import NoProgress, Overwrite, Progress, Scheduler, Workers, check_out, on_cluster, parse_pairs
 
 __all__ = ["register", "analyze_cmd", "parse_pairs", "parse_quantiles"]
 
@@ -26,7 +26,7 @@ def parse_quantiles(text: str) -> tuple[float, float] | None:
 
 
 def analyze_cmd(
-    store: Annotated[Path, typer.Argument(help="The z-point store (HDF5) to analyse.")],
+    store: Annotated[Path, typer.Argument(help="The z-point store (HDF5 or Zarr) to analyse.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for results, figures and index.html.")],
     bins: Annotated[int, typer.Option("--bins", min=1, help="Bins of the component histograms.")] = 100,
     pairs: Annotated[Optional[list[str]], typer.Option(
@@ -41,10 +41,16 @@ def analyze_cmd(
     core_trim: Annotated[float, typer.Option("--core-trim", help="Kept share of the core (MCD concentration steps).")] = 0.9,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Write results only, no PNGs or index.html.")] = False,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Worker threads per pass.")] = None,
+    scheduler: Scheduler = None,
+    workers: Workers = None,
     no_progress: NoProgress = False,
     overwrite: Overwrite = False,
 ) -> None:
-    """Run every analysis of the blog series on STORE (two streaming passes plus the core)."""
+    """Run every analysis of the blog series on STORE (two streaming passes plus the core).
+
+    With --scheduler or --workers every pass runs as tasks on a dask.distributed cluster;
+    the results equal the single-process analysis.
+    """
     from ..analysis import analyze
     from ..store import open_store
 
@@ -52,7 +58,7 @@ def analyze_cmd(
     check_out(out, ("summary.json",), overwrite=overwrite)
     pair_list = parse_pairs(pairs)
     q = parse_quantiles(quantiles)
-    with open_store(store) as zs, Progress(no_progress=no_progress) as progress:
+    with on_cluster(scheduler, workers), open_store(store) as zs, Progress(no_progress=no_progress) as progress:
         res = analyze(zs, out, bins=bins, pairs=pair_list, by=by, by_threshold=by_threshold, quantiles=q,
                       core=not no_core, core_trim=core_trim, figures=not no_figures, progress=progress,
                       n_threads=threads)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import NoProgress, Overwrite, Progress, Seed, check_out, prepare_out
+from ._common import NoProgress, Overwrite, Progress, Scheduler, Seed, Workers, check_out, on_cluster, prepare_out
 
 __all__ = ["register", "filaments_cmd"]
 
@@ -15,7 +15,7 @@ _OUTPUTS = ("filaments.json", "filaments.csv", "filaments.npz", "filaments_pcs.p
 
 
 def filaments_cmd(
-    store: Annotated[Path, typer.Argument(help="The z-point store (HDF5) to analyse.")],
+    store: Annotated[Path, typer.Argument(help="The z-point store (HDF5 or Zarr) to analyse.")],
     out: Annotated[Path, typer.Option("--out", help="Directory for the summary, tables and figures.")],
     k: Annotated[int, typer.Option("--k", min=2, help="Neighbours of the kNN graph.")] = 16,
     fdr: Annotated[float, typer.Option("--fdr", min=0.0, max=1.0, help="False discovery rate of the density test.")] = 0.05,
@@ -28,6 +28,8 @@ def filaments_cmd(
     n_images: Annotated[int, typer.Option("--images", min=1, help="Decoded images per filament.")] = 10,
     no_columns: Annotated[bool, typer.Option("--no-columns", help="Do not write the per-point columns into the store.")] = False,
     seed: Seed = 0,
+    scheduler: Scheduler = None,
+    workers: Workers = None,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
 ) -> None:
@@ -38,7 +40,9 @@ def filaments_cmd(
     leading PC planes), statistics.png and, with --backend/--model, one strip of
     decoded images along each filament in OUT/decoded/. The per-point columns
     local_dim, linearity, density, density_pvalue and filament_id are written into
-    the store unless --no-columns. See docs/filaments.md for the method.
+    the store unless --no-columns. See docs/filaments.md for the method. With
+    --scheduler or --workers the streamed statistics (the covariance of the cloud) run
+    on a dask.distributed cluster; the kNN graphs stay in this process.
     """
     import json
 
@@ -70,8 +74,8 @@ def filaments_cmd(
             raise InvalidParameterError(f"--bandwidth: expected 'auto' or a number in (0, 1]; got {bandwidth!r}.") from None
     det = FilamentDetector(k=k, fdr=fdr, outer_k=outer_k, bandwidth=h, min_members=min_members, knn=knn,
                            on_nonfinite="skip", rng=seed)
-    with Progress(unit="pts", no_progress=no_progress) as progress:  # stages: graph, statistics, structures
-        det.fit(Z, progress=progress)
+    with on_cluster(scheduler, workers), Progress(unit="pts", no_progress=no_progress) as progress:
+        det.fit(Z, progress=progress)  # stages: graph, statistics, structures
 
     prepare_out(out, _OUTPUTS, overwrite=overwrite)
     summary = det.summary()

@@ -2,7 +2,9 @@
 
 The commands are generic over backends: ``train`` passes the options the user gave to
 ``Backend.train`` (after checking that the backend's signature takes them), and
-``encode`` runs any backend through :func:`latentscope.backends.encode_to_store`.
+``encode`` runs any backend through :func:`latentscope.backends.encode_to_store`, or
+:func:`latentscope.backends.encode_sharded` with ``--shards`` (on a dask cluster with
+``--workers``/``--scheduler``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ._common import NoProgress, Overwrite, Progress, progress_disabled
+from ._common import NoProgress, Overwrite, Progress, Scheduler, Workers, deprecated, on_cluster, progress_disabled
 
 __all__ = ["register"]
 
@@ -176,19 +178,44 @@ def train_cmd(
         typer.echo(f"warning: skipped {len(source.skipped)} unreadable images (first: {next(iter(source.skipped))})", err=True)
 
 
+def _decoder_threads(workers: int | None, decode_threads: int | None, shards: int | None,
+                     scheduler: str | None) -> tuple[int | None, int | None]:
+    """(decoder threads, dask workers) from the options; ``--workers`` without ``--shards`` keeps its old meaning."""
+    from ..exceptions import InvalidParameterError
+
+    if shards is None:
+        if scheduler is not None:
+            raise InvalidParameterError("--scheduler needs --shards K: a cluster encodes a source split into shards "
+                                        "(and --out NAME.zarr).")
+        if workers is not None:
+            if decode_threads is not None:
+                raise InvalidParameterError("give the decoding threads once, as --decode-threads (--workers without "
+                                            "--shards is its deprecated spelling).")
+            deprecated("encode --workers N without --shards is deprecated as the number of decoding threads; "
+                       "use --decode-threads N (--workers N with --shards K starts N dask workers).")
+            return workers, None
+    return decode_threads, workers
+
+
 def encode_cmd(
     model: Annotated[Path, typer.Option("--model", help="Model directory written by 'latentscope train'.")],
     data: Annotated[str, typer.Option("--data", help="Images: celeba:PATH, folder:PATH, synthetic:N or h5:PATH[:DATASET].")],
-    out: Annotated[Path, typer.Option("--out", help="Store to write (an existing one is resumed).")],
+    out: Annotated[Path, typer.Option("--out", help="Store to write: NAME.h5 or NAME.zarr (an existing one is resumed).")],
     backend: Annotated[Optional[str], typer.Option("--backend", help="Backend name (default: from the model's config.json).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", min=1, help="Images per batch (default: the backend's choice for this hardware; keras-ae: "
                                     "1024 on a GPU, 256 on CPUs).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable image instead of skipping it.")] = False,
     split: Annotated[Optional[str], typer.Option("--split", help="CelebA partition: train, val or test.")] = None,
-    workers: Annotated[Optional[int], typer.Option(
-        "--workers", min=0, help="Image decoding threads (default: LATENTSCOPE_WORKERS, else the cores this "
-                                 "process may use).")] = None,
+    shards: Annotated[Optional[int], typer.Option(
+        "--shards", min=1, help="Split the images into this many shards, each encoded into its own part of a Zarr "
+                                "store (--out NAME.zarr) and resumed on its own; with --workers or --scheduler the "
+                                "shards run on a dask cluster, one model per worker.")] = None,
+    workers: Workers = None,
+    scheduler: Scheduler = None,
+    decode_threads: Annotated[Optional[int], typer.Option(
+        "--decode-threads", min=0, help="Image decoding threads (of each shard task; default: LATENTSCOPE_WORKERS, "
+                                        "else the cores the process may use).")] = None,
     from_cache: Annotated[bool, typer.Option(
         "--from-cache", help="Read the images the model's training cache holds (keras-ae: MODEL/image_cache.h5) "
                              "instead of decoding them again; decode the rest.")] = False,
@@ -206,20 +233,42 @@ def encode_cmd(
     when run again with the same arguments. Unreadable images are skipped and listed
     in STORE.skipped.txt unless --strict. With --from-cache the images the training
     run decoded into its cache are read from it (the store is the same).
-    """
-    from ..backends import encode_to_store
-    from ..data import open_source
 
+    With --shards K the images are cut into K contiguous shards written to their own
+    parts of a Zarr store: rerunning resumes each shard and never encodes a complete
+    one again. --workers N (a local cluster) or --scheduler ADDRESS runs one task per
+    shard on dask workers, each loading the model once; workers started with
+    --resources GPU=1 get one shard at a time.
+    """
+    from ..backends import encode_sharded, encode_to_store
+    from ..data import open_source
+    from ..exceptions import InvalidParameterError
+
+    threads, cluster_workers = _decoder_threads(workers, decode_threads, shards, scheduler)
+    on_dask = on_cluster(scheduler, cluster_workers)  # checks the options now; connects in the with block
+    if shards is not None and out.suffix != ".zarr":
+        raise InvalidParameterError(f"--shards writes a sharded Zarr store, so --out must end in .zarr; got {out}.")
     cls = _load_backend_class(backend, model)
     loaded = cls.load(model)
     source = open_source(data, image_size=tuple(loaded.image_shape)[:2], strict=strict, split=split)
+    if shards is not None and shards > len(source):
+        raise InvalidParameterError(f"--shards must be at most the number of images ({len(source)} in {source.spec}); "
+                                    f"got {shards}.")
     with Progress("encode", unit="img", no_progress=no_progress) as progress:
-        result = encode_to_store(loaded, source, out, batch_size=batch_size, progress=progress,
-                                 overwrite=overwrite, strict=strict, workers=workers, from_cache=from_cache,
-                                 commit_rows=commit_rows)
+        if shards is None:
+            result = encode_to_store(loaded, source, out, batch_size=batch_size, progress=progress,
+                                     overwrite=overwrite, strict=strict, workers=threads, from_cache=from_cache,
+                                     commit_rows=commit_rows)
+        else:
+            with on_dask:  # cluster(workers=N) starts its workers without MALLOC_TRIM_THRESHOLD_
+                result = encode_sharded(loaded, source, out, shards=shards, model_dir=model,
+                                        batch_size=batch_size, progress=progress, overwrite=overwrite,
+                                        strict=strict, workers=threads, from_cache=from_cache,
+                                        commit_rows=commit_rows)
     verb = "resumed" if result.resumed else "wrote"
     cached = f"; {result.n_from_cache} read from the training cache" if from_cache else ""
-    typer.echo(f"{verb} {out}: {result.n_rows} rows (z_dim {loaded.z_dim}), {result.n_written} new in "
+    sharded = f" in {result.n_shards} shards ({len(result.shards_encoded)} encoded now)" if shards is not None else ""
+    typer.echo(f"{verb} {out}: {result.n_rows} rows (z_dim {loaded.z_dim}){sharded}, {result.n_written} new in "
                f"{result.seconds:.1f} s ({result.items_per_second:.0f} images/s){cached}")
     if result.n_skipped:
         typer.echo(f"skipped {result.n_skipped} unreadable images; see {result.skipped_file}", err=True)

@@ -7,7 +7,19 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ._common import BatchSize, NoProgress, Overwrite, Progress, Seed, check_out, parse_pairs, prepare_out
+from ._common import (
+    BatchSize,
+    NoProgress,
+    Overwrite,
+    Progress,
+    Scheduler,
+    Seed,
+    Workers,
+    check_out,
+    on_cluster,
+    parse_pairs,
+    prepare_out,
+)
 
 __all__ = ["register", "sample_cmd", "compare_cmd", "OPTION_TARGETS"]
 
@@ -168,7 +180,7 @@ def _describe(sampler: Any) -> str:
 
 
 def sample_cmd(
-    store: Annotated[Path, typer.Argument(help="The z-point store (HDF5) of the data.")],
+    store: Annotated[Path, typer.Argument(help="The z-point store (HDF5 or Zarr) of the data.")],
     region: Annotated[str, typer.Option("--region", help="Sampler: cube, ball, shell, normal, box, gauss, mvn, pca-box, pca-gauss, ellipse, gmm, kde, path; optionally with parameters, NAME:KEY=VALUE[:KEY=VALUE] (e.g. ellipse:level=0.9).")],
     out: Annotated[Path, typer.Option("--out", help="Output directory.")],
     n: Annotated[int, typer.Option("-n", "--n-samples", min=1, help="Number of z-points.")] = 64,
@@ -197,10 +209,16 @@ def sample_cmd(
     model: Annotated[Optional[Path], typer.Option(help="Saved model of that backend.")] = None,
     batch_size: BatchSize = None,
     n_reference: Annotated[int, typer.Option(min=2, help="Held-out data rows that calibrate the landing figures (at most a third of the data).")] = 2000,
+    scheduler: Scheduler = None,
+    workers: Workers = None,
     no_progress: NoProgress = False,
     overwrite: Overwrite = False,
 ) -> None:
-    """Draw z-points from a region, measure where they land, and decode them."""
+    """Draw z-points from a region, measure where they land, and decode them.
+
+    With --scheduler or --workers the sampler's streamed fit and the landing scans run
+    on a dask.distributed cluster (same results).
+    """
     import json
 
     import numpy as np
@@ -223,7 +241,7 @@ def sample_cmd(
     if twice:
         raise SamplerError(f"--region {label!r} and a flag both set {twice[0]!r}; give it once.")
     params = {**spec_opts, **params}
-    with open_store(store) as data:
+    with on_cluster(scheduler, workers), open_store(store) as data:
         bk = _load_model(backend, model, data.z_dim)
         check_out(out, _OUTPUTS, overwrite=overwrite)
         sampler = make_sampler(region, **params)
@@ -251,7 +269,7 @@ def sample_cmd(
 
 
 def compare_cmd(
-    store: Annotated[Path, typer.Argument(help="The z-point store (HDF5) of the data.")],
+    store: Annotated[Path, typer.Argument(help="The z-point store (HDF5 or Zarr) of the data.")],
     out: Annotated[Path, typer.Option("--out", help="Output directory.")],
     regions: Annotated[str, typer.Option(help="Comma-separated regions, each NAME or NAME:KEY=VALUE[:KEY=VALUE] (e.g. ellipse:level=0.9).")] = "cube,normal,gauss,mvn,pca-box,ellipse,gmm",
     n: Annotated[int, typer.Option("-n", "--n-samples", min=1, help="Z-points per region.")] = 256,
@@ -261,10 +279,16 @@ def compare_cmd(
     grid_size: Annotated[int, typer.Option(min=1, help="Images per region in the grids.")] = 16,
     batch_size: BatchSize = None,
     n_reference: Annotated[int, typer.Option(min=2, help="Held-out data rows that calibrate the landing figures (at most a third of the data).")] = 2000,
+    scheduler: Scheduler = None,
+    workers: Workers = None,
     no_progress: NoProgress = False,
     overwrite: Overwrite = False,
 ) -> None:
-    """Draw the same number of z-points from several regions and compare where they land."""
+    """Draw the same number of z-points from several regions and compare where they land.
+
+    With --scheduler or --workers the streamed fits and the landing scans run on a
+    dask.distributed cluster (same results).
+    """
     import numpy as np
 
     from ..analysis import PCAFrame
@@ -284,7 +308,7 @@ def compare_cmd(
         raise SamplerError(f"--regions lists a region twice: {regions!r}.")
     specs = build_samplers(labels, defaults=MATCHED_OPTIONS, owner="compare-samplers")
     names = [region_slug(label) for label in labels]  # output sub-directories
-    with open_store(store) as data:
+    with on_cluster(scheduler, workers), open_store(store) as data:
         bk = _load_model(backend, model, data.z_dim)
         prepare_out(out, ("radial.png", "landing.md", "landing.csv", "landing.json", "grids.png", *names),
                     overwrite=overwrite)

@@ -11,13 +11,16 @@ from ._common import NoProgress, Overwrite, Progress, Seed
 
 __all__ = ["register"]
 
+#: Outputs of ``export`` that are stores: the store is copied (ids, columns, provenance).
+_STORE_SUFFIXES = (".zarr", ".h5", ".hdf5")
+
 
 def import_cmd(
     array: Annotated[str, typer.Argument(
         metavar="ARRAY",
         help="z-points: FILE.npy, FILE.npz[:KEY], FILE.h5[:DATASET] (default key 'z' or the only 2-D array), "
              "or a latentscope store to copy.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="The store to write.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The store to write: NAME.h5, or NAME.zarr (a Zarr directory).")],
     ids: Annotated[Optional[str], typer.Option(
         "--ids", help="Ids: KEY of an array in the same file, or FILE.npy, FILE.npz[:KEY], FILE.h5:DATASET, "
                       "FILE.txt (one per line). From .npz an array named 'ids' is used by default.")] = None,
@@ -78,7 +81,8 @@ def export_cmd(
     store: Annotated[Path, typer.Argument(metavar="STORE", help="The store to export.")],
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="FILE.parquet (one row per z-point, for Embedding Atlas), FILE.npz (z, ids and every "
-                            "column) or FILE.npy (z only).")],
+                            "column), FILE.npy (z only), or a store to copy into: NAME.zarr (a Zarr directory) or "
+                            "NAME.h5.")],
     compress: Annotated[bool, typer.Option("--compress", help="Deflate the .npz members.")] = False,
     k: _Neighbours = 10,
     with_z: _WithZ = False,
@@ -92,11 +96,21 @@ def export_cmd(
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
 ) -> None:
-    """Export a store's z-points to a Parquet file (with layout, neighbours, statistics) or a .npz file."""
+    """Export a store's z-points to a Parquet file (with layout, neighbours, statistics), a .npz file, or another store (.zarr, .h5)."""
     from ..exceptions import InvalidParameterError
     from ..store import export_npz
 
-    if out.suffix.lower() == ".parquet":
+    suffix = out.suffix.lower()
+    if suffix in _STORE_SUFFIXES:
+        if compress:
+            raise InvalidParameterError(f"export: --compress only works with a .npz output; got --out {out.name}.")
+        from ..store._transfer import export_store
+
+        with Progress("export", no_progress=no_progress) as progress:
+            stats = export_store(store, out, overwrite=overwrite, progress=progress)
+        typer.echo(f"wrote {stats['rows']} rows (z_dim {stats['z_dim']}) to {out}")
+        return
+    if suffix == ".parquet":
         stats = _export_parquet(store, out, k, with_z, thumbnails, backend, model, samples, knn, layout, seed, overwrite,
                                 no_progress)
         typer.echo(f"wrote {stats['rows']} rows ({len(stats['columns'])} columns, {stats['k']} neighbours) to {out}")
@@ -185,8 +199,13 @@ def info_cmd(
         ("columns", cols),
         ("size", f"{_size(info['size_bytes'])} on disk"),
         ("chunks", f"{info['chunk_rows']} rows"),
-        ("format", f"{prov.pop('format', '?')} version {prov.pop('format_version', '?')}"),
+        ("format", f"{prov.pop('format', '?')} version {prov.pop('format_version', '?')}"
+                   + (f" ({prov.pop('storage')})" if "storage" in prov else "")),
     ]
+    if "shards" in info:
+        done = sum(1 for s in info["shards"] if s["complete"])
+        lines.append(("shards", f"{done} of {len(info['shards'])} complete"))
+        prov.pop("shards", None)
     if info["uncommitted_rows"]:
         lines.append(("uncommitted", f"{info['uncommitted_rows']} rows of an interrupted append (overwritten by the next)"))
     for key in ("backend", "model_fingerprint", "source", "created", "updated", "library_version", "n_skipped_nonfinite"):

@@ -17,7 +17,7 @@ import typer.core
 
 __all__ = [
     "NoProgress", "Overwrite", "Seed", "BatchSize", "Progress", "progress_disabled", "check_out", "prepare_out",
-    "parse_pairs", "deprecated", "StoreOptionCommand",
+    "parse_pairs", "deprecated", "StoreOptionCommand", "Scheduler", "Workers", "on_cluster",
 ]
 
 NoProgress = Annotated[
@@ -27,6 +27,47 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existin
 Seed = Annotated[int, typer.Option("--seed", help="Seed of the random generator.")]
 BatchSize = Annotated[Optional[int], typer.Option(
     "--batch-size", min=1, help="Z-points per decode batch (default: the backend's choice for this hardware).")]
+
+
+Scheduler = Annotated[Optional[str], typer.Option(
+    "--scheduler", metavar="ADDRESS",
+    help="Run the passes on a running dask.distributed scheduler at ADDRESS (e.g. tcp://10.0.0.5:8786); "
+         "its workers must see the store's path (a Zarr store; an HDF5 store only when every worker is on "
+         "this host). Exclusive with --workers. Needs pip install 'latentscope-ae[dask]'.")]
+Workers = Annotated[Optional[int], typer.Option(
+    "--workers", metavar="N", min=1,
+    help="Run the passes on a local dask.distributed cluster of N worker processes (one thread each), "
+         "started for this command and closed after it. Exclusive with --scheduler. "
+         "Needs pip install 'latentscope-ae[dask]'.")]
+
+
+def on_cluster(scheduler: str | None, workers: int | None) -> Any:
+    """The ``with`` block of ``--scheduler`` / ``--workers``: :func:`latentscope.stream.cluster`.
+
+    Giving both is a one-line usage error; with neither nothing changes.
+
+    Parameters
+    ----------
+    scheduler : str or None
+        ``--scheduler ADDRESS``.
+    workers : int or None
+        ``--workers N``.
+
+    Returns
+    -------
+    context manager
+        Yields the ``distributed.Client`` (or None).
+    """
+    from ..exceptions import InvalidParameterError
+    from ..stream import cluster
+
+    if scheduler is not None and workers is not None:
+        raise InvalidParameterError(
+            f"--scheduler and --workers are exclusive: give a running scheduler or a number of local workers; "
+            f"got --scheduler {scheduler} and --workers {workers}.")
+    if workers is not None and workers < 1:
+        raise InvalidParameterError(f"--workers: expected an integer >= 1 (local worker processes); got {workers}.")
+    return cluster(scheduler=scheduler, workers=workers)
 
 
 def progress_disabled(no_progress: bool = False) -> bool:

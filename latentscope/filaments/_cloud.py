@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from ..exceptions import InvalidParameterError, NonFiniteError
-from ..stream import DEFAULT_MAX_BYTES, as_zsource, run_blocks
+from ..stream import DEFAULT_MAX_BYTES, as_zsource, run_blocks, run_pass
 
 __all__ = ["load_points", "moments", "null_cloud"]
 
-#: Bytes of one work unit of the scatter and null-cloud passes (a quarter of the one
+#: Bytes of one work unit of the null-cloud pass (a quarter of the one
 #: block budget, 16 MiB: the units the thread pool shares out).
 _UNIT_BYTES = DEFAULT_MAX_BYTES // 4
 
@@ -75,6 +76,25 @@ def _unique_rows(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first[rank], inv[group]
 
 
+class _Scatter:
+    """Scatter matrix about a fixed centre: float32 products per work unit, summed in float64 (a run_pass reducer)."""
+
+    def __init__(self, center32: np.ndarray) -> None:
+        self.c = center32
+        self.s: np.ndarray | None = None
+
+    def update(self, z: np.ndarray, groups: Any = None) -> "_Scatter":
+        b = np.asarray(z, dtype=np.float32) - self.c
+        p = (b.T @ b).astype(np.float64)
+        self.s = p if self.s is None else self.s + p
+        return self
+
+    def merge(self, other: "_Scatter") -> "_Scatter":
+        if other.s is not None:
+            self.s = other.s.copy() if self.s is None else self.s + other.s
+        return self
+
+
 def moments(U: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The mean of ``U``, and its covariance's eigenvalues and eigenvectors.
 
@@ -92,17 +112,9 @@ def moments(U: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     n, dim = U.shape
     mean = U.mean(axis=0, dtype=np.float64)
-    mean32 = mean.astype(np.float32)
-    step = max(1, _UNIT_BYTES // (4 * dim))
-    starts = list(range(0, n, step))
-    parts: dict[int, np.ndarray] = {}
-
-    def scatter(lo: int) -> None:
-        b = U[lo:lo + step] - mean32
-        parts[lo] = (b.T @ b).astype(np.float64)  # float32 products, summed in float64
-
-    run_blocks(scatter, starts)
-    cov = np.sum([parts[lo] for lo in starts], axis=0) / max(1, n - 1)
+    # one streamed pass (on the active dask cluster when there is one): float32 products, summed in float64
+    scatter = run_pass(U, partial(_Scatter, mean.astype(np.float32)), n_threads=None)
+    cov = (scatter.s if scatter.s is not None else np.zeros((dim, dim))) / max(1, n - 1)
     w, V = np.linalg.eigh(cov)
     return mean, np.clip(w[::-1], 0.0, None), V[:, ::-1].T.copy()
 

@@ -13,9 +13,15 @@ query are found and merged with the running best:
 
 The final ``k`` distances are then recomputed in float64 from the differences
 ``q - x``, so the reported values carry no cancellation error; the exact answer
-does not depend on the block size, up to ties. Cost: ``2 * n_queries * n_rows *
-dim`` flops; memory: one block of data rows and one block of squared distances,
-each bounded by ``max_bytes``.
+does not depend on the block size; exact ties are broken by the lower row index
+(the ``k`` best are kept in the total order (distance, row)). Cost: ``2 * n_queries *
+n_rows * dim`` flops; memory: one block of data rows and one block of squared
+distances, each bounded by ``max_bytes``.
+
+Inside ``with latentscope.stream.cluster(...)`` the scan over the data runs as one
+dask.distributed task per block of the local scan (:func:`_scan_task`); the
+per-block ``k`` best merge exactly (:class:`_KBest`), so the answer is the local
+one; only the final exact recomputation reads rows here.
 """
 
 from __future__ import annotations
@@ -32,11 +38,31 @@ from ._faiss import flat_index
 __all__ = ["nearest_distances", "reference_distances", "knn_sqdist", "kth_neighbour_sqdist"]
 
 
+def _smallest(d: np.ndarray, i: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` smallest of each row of ``d`` in the total order (distance, then index ``i``).
+
+    :func:`numpy.argpartition` picks the ``k`` smallest distances; rows where the
+    ``k``-th distance ties with one left out take the tied candidates of smallest
+    index, so the choice does not depend on the order of the candidates (a block
+    partition or merge order).
+    """
+    if k >= d.shape[1]:
+        return np.broadcast_to(np.arange(d.shape[1]), d.shape)
+    part = np.argpartition(d, k - 1, axis=1)[:, :k]
+    thr = np.take_along_axis(d, part, axis=1).max(axis=1)
+    n_le = np.count_nonzero(d <= thr[:, None], axis=1)
+    tied = np.flatnonzero(n_le > k)
+    for r in tied:  # rare: exact ties at the boundary
+        order = np.lexsort((i[r] if i.ndim == 2 else i, d[r]))
+        part[r] = order[:k]
+    return part
+
+
 def _merge(best_d: np.ndarray, best_i: np.ndarray, cand_d: np.ndarray, cand_i: np.ndarray, k: int) -> None:
-    """Keep, in place, the ``k`` smallest of the running best and a block's candidates."""
+    """Keep, in place, the ``k`` smallest (distance, index) of the running best and a block's candidates."""
     all_d = np.concatenate([best_d, cand_d], axis=1)
     all_i = np.concatenate([best_i, cand_i], axis=1)
-    keep = np.argpartition(all_d, k - 1, axis=1)[:, :k]
+    keep = _smallest(all_d, all_i, k)
     best_d[:] = np.take_along_axis(all_d, keep, axis=1)
     best_i[:] = np.take_along_axis(all_i, keep, axis=1)
 
@@ -59,10 +85,7 @@ def _exact_block(Q, qq, X, start, excl, skipped, k, max_bytes, best_d, best_i) -
         if skipped.size:
             D[:, skipped] = np.inf
         kk = min(k, b)
-        if kk < b:
-            part = np.argpartition(D, kk - 1, axis=1)[:, :kk]
-        else:
-            part = np.broadcast_to(np.arange(b), (e - a, b))
+        part = _smallest(D, np.arange(start, stop), kk)
         _merge(best_d[a:e], best_i[a:e], np.take_along_axis(D, part, axis=1), part + start, k)
 
 
@@ -78,6 +101,80 @@ def _faiss_block(Qc32, centre, X, start, excl, skipped, k, best_d, best_i) -> No
     idx = np.where(ii >= 0, rows[np.maximum(ii, 0)] + start, -1).astype(np.int64)
     d2 = np.where((ii < 0) | (idx == excl[:, None]), np.inf, np.maximum(d2.astype(np.float64), 0.0))
     _merge(best_d, best_i, d2, idx, k)
+
+
+class _KBest:
+    """The ``k`` best candidates of each query so far: a mergeable reducer (exact under any merge order)."""
+
+    def __init__(self, m: int, k: int) -> None:
+        self.k = k
+        self.d = np.full((m, k), np.inf)
+        self.i = np.full((m, k), -1, dtype=np.int64)
+
+    def merge(self, other: "_KBest") -> "_KBest":
+        _merge(self.d, self.i, other.d, other.i, self.k)
+        return self
+
+
+class _Scan:
+    """Everything a block of reference rows is compared with (sent once to every worker)."""
+
+    def __init__(self, Q, excl, skip_rows, k, method, max_bytes, transform) -> None:
+        self.Q, self.excl, self.skip_rows, self.k = Q, excl, skip_rows, int(k)
+        self.method, self.max_bytes, self.transform = method, int(max_bytes), transform
+        self.step = 0  # rows per block of the scan (set by the distributed scan)
+        if method == "exact":
+            self.qq = np.einsum("ij,ij->i", Q, Q)
+        else:
+            self.centre = Q.mean(axis=0)
+            self.Qc32 = np.ascontiguousarray(Q - self.centre, dtype=np.float32)
+
+    def empty(self) -> _KBest:
+        return _KBest(self.Q.shape[0], self.k)
+
+    def block(self, z: np.ndarray, start: int, best: _KBest) -> None:
+        """Merge the candidates of rows ``start:start + len(z)`` into ``best``."""
+        X = np.asarray(z, dtype=np.float64)
+        stop = start + X.shape[0]
+        if self.transform is not None:
+            X = np.asarray(self.transform(X), dtype=np.float64)
+        lo, hi = np.searchsorted(self.skip_rows, [start, stop])
+        skipped = self.skip_rows[lo:hi] - start
+        if self.method == "exact":
+            _exact_block(self.Q, self.qq, X, start, self.excl, skipped, self.k, self.max_bytes, best.d, best.i)
+        else:
+            _faiss_block(self.Qc32, self.centre, X, start, self.excl, skipped, self.k, best.d, best.i)
+
+
+def _scan_task(scan: _Scan, data: Any, a: int, b: int, lab: Any) -> _KBest:
+    """One distributed task: the candidates of reference rows ``a:b`` (blocks of the local scan)."""
+    from ..stream._dask import pin_blas, task_reader  # noqa: PLC0415
+
+    pin_blas()
+    best = scan.empty()
+    start = a
+    for z, _ in task_reader(data, a, b).units(scan.step):
+        scan.block(z, start, best)
+        start += z.shape[0]
+    return best
+
+
+def _scan_distributed(scan: _Scan, src: Any, block_bytes: int) -> _KBest | None:
+    """The scan as one task per block of the local scan on the active cluster; None when there is none."""
+    from ..stream import _dask  # noqa: PLC0415
+
+    client = _dask.client_for(src)
+    if client is None or src.n_rows == 0:
+        return None
+    scan.step = src.block_rows(block_bytes)
+    if src.store is None and _dask.is_dask_array(src._data):
+        ranges = _dask.task_ranges(src, block_bytes)  # its chunks, cut into blocks as the local scan reads them
+    else:
+        ranges = [(a, min(src.n_rows, a + scan.step)) for a in range(0, src.n_rows, scan.step)]
+    inputs = _dask.task_inputs(client, src, ranges)
+    if inputs is None:
+        return None
+    return _dask.map_merge(client, src, _scan_task, scan, ranges=ranges, inputs=inputs, kind="search")
 
 
 def nearest_distances(
@@ -168,31 +265,21 @@ def _nearest(Q, src, k, exclude, skip, transform, return_indices, method, max_by
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= max(n_avail, 0):
         raise InvalidParameterError(f"{owner}: k must be an integer in [1, {n_avail}] (rows available); got {k!r}.")
     k = int(k)
-    best_d = np.full((m, k), np.inf)
-    best_i = np.full((m, k), -1, dtype=np.int64)
     if m == 0:
-        return (best_d, best_i) if return_indices else best_d
+        empty = np.full((0, k), np.inf)
+        return (empty, np.full((0, k), -1, dtype=np.int64)) if return_indices else empty
 
     if transform is not None:
         Q = np.asarray(transform(Q), dtype=np.float64)
-    if method == "exact":
-        qq = np.einsum("ij,ij->i", Q, Q)
-    else:
-        centre = Q.mean(axis=0)
-        Qc32 = np.ascontiguousarray(Q - centre, dtype=np.float32)
+    scan = _Scan(Q, excl, skip_rows, k, method, max_bytes, transform)
     # float32 rows of max_bytes/2 become float64 blocks of max_bytes
     block_bytes = max(int(max_bytes) // 2, dim * 4)
-    for block in src.iter_blocks(max_bytes=block_bytes):
-        X = np.asarray(block.z, dtype=np.float64)
-        start, stop = block.start, block.start + X.shape[0]
-        if transform is not None:
-            X = np.asarray(transform(X), dtype=np.float64)
-        lo, hi = np.searchsorted(skip_rows, [start, stop])
-        skipped = skip_rows[lo:hi] - start
-        if method == "exact":
-            _exact_block(Q, qq, X, start, excl, skipped, k, max_bytes, best_d, best_i)
-        else:
-            _faiss_block(Qc32, centre, X, start, excl, skipped, k, best_d, best_i)
+    best = _scan_distributed(scan, src, block_bytes)
+    if best is None:
+        best = scan.empty()
+        for block in src.iter_blocks(max_bytes=block_bytes):
+            scan.block(block.z, block.start, best)
+    best_i = best.i
 
     # exact recomputation of the k winners from the differences, in query chunks whose
     # (chunk, k, dim) float64 rows and differences stay within max_bytes

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from ..exceptions import InvalidParameterError
-from ..stream import DEFAULT_MAX_BYTES, CovarianceResult, Moments, MomentsResult, ZSource, as_zsource, run_reducers
+from ..stream import (
+    DEFAULT_MAX_BYTES,
+    CovarianceResult,
+    Moments,
+    MomentsResult,
+    ZSource,
+    as_zsource,
+    run_pass,
+    run_reducers,
+)
 
 __all__ = [
     "fitted_inputs", "fit_source", "is_data", "source_z_dim", "mean_of", "moments_of", "pca_of",
@@ -112,16 +122,30 @@ def bounding_boxes_of(source: Any, quantiles: tuple[float, float] | None, owner:
     return BoundingBoxes(quantiles=quantiles, pca=pca).fit(source)
 
 
+class _RadiusSums:
+    """Count, sum and sum of squares of ``|z - center|`` (a :func:`~latentscope.stream.run_pass` reducer)."""
+
+    def __init__(self, center: np.ndarray) -> None:
+        self.center = center
+        self.n, self.s1, self.s2 = 0, 0.0, 0.0
+
+    def update(self, z: np.ndarray, groups: Any = None) -> "_RadiusSums":
+        r = np.linalg.norm(np.asarray(z, dtype=np.float64) - self.center, axis=1)
+        self.n += r.size
+        self.s1 += float(r.sum())
+        self.s2 += float((r * r).sum())
+        return self
+
+    def merge(self, other: "_RadiusSums") -> "_RadiusSums":
+        self.n, self.s1, self.s2 = self.n + other.n, self.s1 + other.s1, self.s2 + other.s2
+        return self
+
+
 def radius_stats(source: Any, center: np.ndarray, owner: str, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[float, float, float]:
-    """Mean, standard deviation and root mean square of ``|z - center|`` over the data."""
+    """Mean, standard deviation and root mean square of ``|z - center|`` over the data (one streamed pass)."""
     _need_data(source, owner, "matching the data's radii")
-    n = 0
-    s1 = s2 = 0.0
-    for block in source.iter_blocks(max_bytes=max_bytes):
-        r = np.linalg.norm(np.asarray(block.z, dtype=np.float64) - center, axis=1)
-        n += r.size
-        s1 += float(r.sum())
-        s2 += float((r * r).sum())
+    sums = run_pass(source, partial(_RadiusSums, np.asarray(center, dtype=np.float64)), max_bytes=max_bytes)
+    n, s1, s2 = sums.n, sums.s1, sums.s2
     if n < 2:
         raise InvalidParameterError(f"{owner}.fit: at least 2 z-points are needed; got {n}.")
     mean = s1 / n

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,7 @@ from .._validation import check_array, check_fraction, check_positive, check_rng
 from ..exceptions import InvalidParameterError
 from ..neighbors import KNN_METHOD
 from ..regions import Ellipsoid, OrientedBox
-from ..stream import DEFAULT_MAX_BYTES, source_shape
+from ..stream import DEFAULT_MAX_BYTES, run_pass, source_shape
 
 __all__ = ["LandingReport", "LandingReference", "landing_report"]
 
@@ -197,6 +198,44 @@ class LandingReport:
                 f"radius={self.radius_mean:.3g}+-{self.radius_std:.2g} (data {self.data_radius_mean:.3g}))")
 
 
+class _RadiiAndRanges:
+    """Radii of every row (in row order) and PCA-coordinate ranges of the fit rows: a run_pass reducer.
+
+    ``update(z, is_fit)`` takes a block of rows and its mask of fit rows; merging a
+    reducer of later rows appends their radii, so the tree merge keeps row order.
+    """
+
+    def __init__(self, frame: Any, dim: int, ranges: bool) -> None:
+        self.frame, self.ranges = frame, ranges
+        self.radii: list[np.ndarray] = []
+        self.tmin = np.full(dim, np.inf)
+        self.tmax = np.full(dim, -np.inf)
+        self.tnorm = 0.0
+
+    def update(self, z: np.ndarray, is_fit: np.ndarray) -> "_RadiiAndRanges":
+        X = np.asarray(z, dtype=np.float64)
+        self.radii.append(np.linalg.norm(X, axis=1).astype(np.float32))
+        if self.ranges and is_fit.any():
+            T = self.frame.transform(X[is_fit])
+            self.tmin = np.minimum(self.tmin, T.min(axis=0))
+            self.tmax = np.maximum(self.tmax, T.max(axis=0))
+            self.tnorm = max(self.tnorm, float(np.sqrt(np.einsum("ij,ij->i", T, T).max())))
+        return self
+
+    def merge(self, other: "_RadiiAndRanges") -> "_RadiiAndRanges":
+        self.radii = self.radii + other.radii
+        self.tmin = np.minimum(self.tmin, other.tmin)
+        self.tmax = np.maximum(self.tmax, other.tmax)
+        self.tnorm = max(self.tnorm, other.tnorm)
+        return self
+
+    def padded(self) -> tuple[np.ndarray, np.ndarray]:
+        """The ranges widened by the rounding of a rotation (a few ulps of the largest radius per dimension),
+        so that the fit rows lie inside however their coordinates are computed again."""
+        pad = 4.0 * self.tmin.size * np.finfo(np.float64).eps * self.tnorm
+        return self.tmin - pad, self.tmax + pad
+
+
 def _order_statistic(scores: np.ndarray, q: float) -> float:
     """The conformal threshold: the ceil((m + 1) q)-th smallest of m scores (capped at m)."""
     s = np.sort(scores)
@@ -294,16 +333,13 @@ class LandingReference(Estimator):
         frame = w.frame_
         self.whitening_ = w
         self.pca_ = frame
-        radii = []
-        tmin = np.full(dim, np.inf)
-        tmax = np.full(dim, -np.inf)
-        for X, mask in w.iter_blocks(source):
-            radii.append(np.linalg.norm(X, axis=1).astype(np.float32))
-            if self.box is None and mask.any():
-                T = frame.transform(X[mask])
-                tmin = np.minimum(tmin, T.min(axis=0))
-                tmax = np.maximum(tmax, T.max(axis=0))
-        self.data_radii_ = np.concatenate(radii)
+        is_fit = np.ones(n, bool)
+        is_fit[w.holdout_rows_] = False
+        # one streamed pass (on the active dask cluster when there is one): every radius, the fit rows' PCA ranges
+        scan = run_pass(source, partial(_RadiiAndRanges, frame, dim, self.box is None), labels=is_fit,
+                        max_bytes=self.max_bytes)
+        tmin, tmax = scan.padded()
+        self.data_radii_ = np.concatenate(scan.radii) if scan.radii else np.zeros(0, np.float32)
         held = w.holdout_
         self.box_ = OrientedBox(frame.mean_, frame.components_, tmin, tmax) if self.box is None else self.box
         self.data_frac_in_box_ = float(self.box_.contains(held).mean())

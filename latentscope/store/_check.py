@@ -19,6 +19,7 @@ from ._policy import DEFAULT_MAX_BYTES
 from ._recovery import read_superblock, writer_alive
 from ._store import ZStore
 from ._strings import decode_raw
+from ._zarr_layout import is_zarr_path
 
 __all__ = ["CheckReport", "check_store", "salvage_store"]
 
@@ -90,6 +91,10 @@ def check_store(path: str | os.PathLike, *, progress: Callable[[int, int], None]
     CheckReport
     """
     path = Path(path)
+    if is_zarr_path(path) and path.is_dir():
+        from ._zarr_check import check_zarr_store
+
+        return check_zarr_store(path, progress=progress)
     report = CheckReport(path)
     with ExitStack() as stack, warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -224,6 +229,10 @@ def salvage_store(path: str | os.PathLike, out: str | os.PathLike, *, overwrite:
     if out.exists() and path.exists() and out.resolve() == path.resolve():
         raise StoreError(f"salvage: {out} is the damaged store itself; choose another output.")
     report = check_store(path) if report is None else report
+    if is_zarr_path(path) and path.is_dir():
+        from ._zarr_check import salvage_zarr_store
+
+        return salvage_zarr_store(path, out, overwrite=overwrite, report=report)
     if report.good is None:
         raise StoreFormatError(f"{path}: the store cannot be opened at all; nothing to salvage.")
     with ExitStack() as stack, warnings.catch_warnings():

@@ -444,6 +444,9 @@ def create_store(
 ) -> ZStore:
     """Create an empty store and return it open for appending.
 
+    A path ending in ``.zarr`` creates a Zarr store directory (a
+    :class:`~latentscope.store.ZarrStore`, same API); anything else an HDF5 file.
+
     The file is built under a temporary name and renamed into place, so a store
     either exists complete or not at all.
 
@@ -463,9 +466,16 @@ def create_store(
 
     Returns
     -------
-    ZStore
+    ZStore or ZarrStore
         Open with ``mode="a"``.
     """
+    from ._zarr_layout import is_zarr_path
+
+    if is_zarr_path(path):  # NAME.zarr: a Zarr store directory (latentscope.store.ZarrStore)
+        from ._zarr import create_zarr_store
+
+        return create_zarr_store(path, z_dim, backend=backend, model_fingerprint=model_fingerprint, source=source,
+                                 overwrite=overwrite, chunk_rows=chunk_rows, **provenance)
     path = Path(path)
     create_store_file(path, z_dim, backend=backend, model_fingerprint=model_fingerprint, source=source,
                       overwrite=overwrite, chunk_rows=chunk_rows, provenance=provenance)
@@ -476,6 +486,13 @@ def open_store(path: str | os.PathLike, mode: str = "r") -> ZStore:
     """Open an existing store (``mode="r"`` to read, ``"a"`` to append).
 
     Opening for appending a store whose writer was killed repairs it; ``n_rows`` then
-    tells where to resume.
+    tells where to resume. A path ending in ``.zarr`` (or a Zarr store directory) opens a
+    :class:`~latentscope.store.ZarrStore`.
     """
+    from ._zarr_layout import is_zarr_path
+
+    if is_zarr_path(path):
+        from ._zarr import ZarrStore
+
+        return ZarrStore(path, mode)
     return ZStore(path, mode)

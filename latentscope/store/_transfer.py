@@ -1,6 +1,7 @@
-"""Import z-points from .npy / .npz / HDF5 arrays into a store, and export a store to .npz.
+"""Import z-points from .npy / .npz / HDF5 arrays into a store, export a store to .npz, copy stores.
 
-These back ``latentscope import`` and ``latentscope export``. Both stream: the
+These back ``latentscope import`` and ``latentscope export`` (a store is copied into a store of
+either kind, HDF5 or Zarr, by :func:`export_store`). Both stream: the
 z-points go through memory one block at a time (except for .npz members, which numpy
 reads whole).
 """
@@ -8,6 +9,7 @@ reads whole).
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 import zipfile
 from contextlib import ExitStack
@@ -22,8 +24,10 @@ from . import _format as F
 from ._policy import DEFAULT_MAX_BYTES
 from ._store import ZStore, create_store, open_store
 from ._strings import attr_value
+from ._zarr import ZarrStore
+from ._zarr_layout import is_zarr_path, is_zarr_store
 
-__all__ = ["ArraySource", "open_array", "import_array", "export_npz"]
+__all__ = ["ArraySource", "open_array", "import_array", "export_npz", "export_store", "carried_provenance"]
 
 ProgressCallback = Callable[[int, int], None]
 _NPZ_SUFFIXES = (".npz",)
@@ -66,10 +70,14 @@ class ArraySource:
         self.path = Path(path)
         if not self.path.exists():
             raise StoreError(f"{self.path}: no such file.")
-        if self.path.is_dir():
-            raise StoreError(f"{self.path}: is a directory, not an array file.")
         self._stack = ExitStack()
-        self.store: ZStore | None = None
+        self.store: ZStore | ZarrStore | None = None
+        if self.path.is_dir():
+            if not is_zarr_store(self.path):
+                raise StoreError(f"{self.path}: is a directory, not an array file or a latentscope store.")
+            self.store = self._stack.enter_context(open_store(self.path))
+            self.kind = "store"
+            return
         suffix = self.path.suffix.lower()
         try:
             if _is_hdf5(self.path):
@@ -215,7 +223,28 @@ def _resolve_ids(spec: str, source: ArraySource) -> np.ndarray:
 
 
 def _tmp_path(out: Path) -> Path:
-    return out.with_name(f".{out.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    """A hidden temporary name beside ``out`` (of the same kind: a Zarr output's ends in .zarr)."""
+    tail = ".tmp.zarr" if is_zarr_path(out) else ".tmp"
+    return out.with_name(f".{out.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{tail}")
+
+
+def _remove(path: Path) -> None:
+    """Delete a file or a (Zarr) directory."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    """Rename ``tmp`` to ``out``, replacing an existing file or Zarr directory."""
+    if out.is_dir() and not out.is_symlink():
+        old = out.with_name(f".{out.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.old")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
 
 
 def _new_store(stack: ExitStack, out: Path, overwrite: bool, z_dim: int, **kwargs: Any) -> tuple[ZStore, Callable[[], None]]:
@@ -226,7 +255,7 @@ def _new_store(stack: ExitStack, out: Path, overwrite: bool, z_dim: int, **kwarg
     """
     if out.exists() and not overwrite:
         raise StoreError(f"{out}: file exists; pass --overwrite to replace it (or --append to add to it).")
-    if out.is_dir():
+    if out.is_dir() and not is_zarr_store(out):
         raise StoreError(f"{out}: is a directory.")
     tmp = _tmp_path(out)
     store = create_store(tmp, z_dim, **kwargs)
@@ -235,9 +264,9 @@ def _new_store(stack: ExitStack, out: Path, overwrite: bool, z_dim: int, **kwarg
     def finish() -> None:
         store.close()
         if state["ok"]:
-            os.replace(tmp, out)
+            _move_into_place(tmp, out)
         else:
-            tmp.unlink(missing_ok=True)
+            _remove(tmp)
 
     stack.callback(finish)
     return store, lambda: state.__setitem__("ok", True)
@@ -396,7 +425,7 @@ def _copy_store(store: ZStore, out: Path, *, overwrite: bool, append: bool, on_n
                 batch_rows: int | None, progress: ProgressCallback | None, backend: str,
                 model_fingerprint: str, source: str) -> dict[str, int]:
     if out.exists() and out.resolve() == store.path.resolve():
-        raise InvalidParameterError(f"import: {out} is the input store itself.")
+        raise InvalidParameterError(f"copy: {out} is the input store itself; write the copy elsewhere.")
     prov = store.provenance
     with ExitStack() as stack:
         done = _nothing
@@ -408,7 +437,7 @@ def _copy_store(store: ZStore, out: Path, *, overwrite: bool, append: bool, on_n
             dst, done = _new_store(stack, out, overwrite, store.z_dim, chunk_rows=store.chunk_rows,
                              backend=backend or str(prov.get("backend", "")),
                              model_fingerprint=model_fingerprint or str(prov.get("model_fingerprint", "")),
-                             source=str(prov.get("source", "")) or source)
+                             source=str(prov.get("source", "")) or source, **carried_provenance(prov))
         n = store.n_rows
         written = 0
         skipped_before = dst.n_skipped_nonfinite
@@ -426,8 +455,51 @@ def _copy_store(store: ZStore, out: Path, *, overwrite: bool, append: bool, on_n
         return {"rows": written, "skipped": dst.n_skipped_nonfinite - skipped_before, "z_dim": store.z_dim}
 
 
+#: Provenance keys a copy does not carry over (the copy's own format, times, counters, layout).
+_NOT_CARRIED = frozenset({
+    "format", "format_version", "z_dim", "created", "updated", "library_version", "extra_json", "n_skipped_nonfinite",
+    "storage", "zarr_layout", "chunk_rows", "shard_sizes", "shards", "backend", "model_fingerprint", "source",
+    "path", "out", "stack", "overwrite",  # parameter names of the functions that create the copy
+})
+
+
+def carried_provenance(prov: dict[str, Any]) -> dict[str, Any]:
+    """The provenance values of a store that a copy of it keeps (everything but format, times and layout)."""
+    return {k: v for k, v in prov.items() if k not in _NOT_CARRIED}
+
+
 def _nothing() -> None:
     """``done()`` of an output that is appended to in place."""
+
+
+def export_store(
+    store: ZStore | ZarrStore | str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> dict[str, int]:
+    """Copy a store into a new store of the kind ``out`` names: ``NAME.zarr`` a Zarr directory, else HDF5.
+
+    Streams the committed rows block by block with their ids and columns, and carries the
+    provenance over (format keys and times are the copy's own). The output is built under a
+    temporary name and renamed into place. ``latentscope export STORE --out NAME.zarr``
+    (or ``--out NAME.h5``).
+
+    Parameters
+    ----------
+    store : ZStore, ZarrStore or path
+    out : str or Path
+    overwrite : bool, default=False
+    progress : callable(done, total), optional
+
+    Returns
+    -------
+    dict
+        ``{"rows": rows written, "skipped": 0, "z_dim": ...}``.
+    """
+    path = store.path if isinstance(store, (ZStore, ZarrStore)) else store
+    return import_array(path, out, overwrite=overwrite, progress=progress)
 
 
 def _npy_header(fp, dtype: np.dtype, shape: tuple[int, ...]) -> None:
@@ -471,7 +543,7 @@ def export_npz(
     if out.exists() and not overwrite:
         raise StoreError(f"{out}: file exists; pass --overwrite to replace it.")
     with ExitStack() as stack:
-        if not isinstance(store, ZStore):
+        if not isinstance(store, (ZStore, ZarrStore)):
             store = stack.enter_context(open_store(store))
         n, z_dim = store.shape
         out.parent.mkdir(parents=True, exist_ok=True)

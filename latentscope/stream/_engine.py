@@ -6,17 +6,26 @@ Every pass over z-points goes through a :class:`~latentscope.stream.ZSource`
 :func:`run_reducers`
     one thread; each block converted to float64 once and fed to several reducers.
 :func:`run_pass`
-    reducers made by a factory, one per thread, merged at the end; blocks read
-    under ``max_bytes`` are cut into work units of :data:`WORK_UNIT_BYTES`.
+    reducers made by a factory, one per row range, fed in work units of at most
+    :data:`WORK_UNIT_BYTES` and merged in a binary tree fixed by the range order
+    (:mod:`latentscope.stream._ranges`), on one or several threads.
 :func:`run_blocks`
     any function over a list of independent work items (disjoint outputs).
 
-Threaded runners give each worker one BLAS thread (:func:`single_blas_thread`).
+Threaded runners give each worker one BLAS thread (:func:`single_blas_thread`);
+:func:`run_pass` does so on one thread too (float32 matrix products give other bits
+on other BLAS thread counts, and a pass gives the same bits in every mode).
+
+Inside ``with latentscope.stream.cluster(...)`` (or for a dask-array source on a
+client) :func:`run_pass` and :func:`run_reducers` run as dask.distributed tasks
+instead (:mod:`latentscope.stream._dask`): one task per chunk-aligned row range, the
+partial reducers merged in a binary tree fixed by the range order.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Sequence
 
@@ -24,7 +33,10 @@ import numpy as np
 
 from ..exceptions import InvalidParameterError
 from ._policy import DEFAULT_MAX_BYTES, WORK_UNIT_BYTES, check_max_bytes, resolve_threads, single_blas_thread
-from ._source import as_zsource, reading
+from . import _dask
+from ._ranges import RangeReader, TreeMerge, feed_range, task_ranges, unit_rows
+from ._source import reading
+from ._stats import _record
 
 __all__ = [
     "DEFAULT_MAX_BYTES", "WORK_UNIT_BYTES", "iter_array_blocks", "run_reducers", "run_pass", "run_blocks",
@@ -88,12 +100,36 @@ def run_reducers(
     -------
     sequence
         ``reducers``, updated.
+
+    Notes
+    -----
+    On an active cluster (:func:`~latentscope.stream.cluster`) a whole-source pass
+    over reducers that hold no rows yet runs as tasks, each on a copy of the
+    reducers; the merged state is copied back into ``reducers``.
     """
     for r in reducers:
         if not callable(getattr(r, "update", None)):
             raise InvalidParameterError(f"run_reducers: every reducer needs an update(block) method; got {type(r).__name__}.")
     with reading(source) as src:
-        return _reduce(src, reducers, max_bytes, progress, transform, start, stop)
+        client = _dask.client_for(src)
+        if (client is not None and src.n_rows > 0 and int(start) == 0 and stop is None
+                and _dask.reducers_travel(reducers)):
+            budget = check_max_bytes(max_bytes, owner="run_reducers")
+            out = _dask.distributed_reducers(client, src, reducers, max_bytes=budget, transform=transform,
+                                             progress=progress)
+            if out is not NotImplemented:
+                return out
+        t0 = time.perf_counter()
+        out = _reduce(src, reducers, max_bytes, progress, transform, start, stop)
+        _record_local("run_reducers", src, start, stop, max_bytes, t0)
+        return out
+
+
+def _record_local(kind: str, src: Any, start: int, stop: int | None, max_bytes: int, t0: float) -> None:
+    n = src.n_rows
+    rows = max(0, min(n, n if stop is None else int(stop)) - max(0, int(start)))
+    per = src.block_rows(max_bytes)
+    _record(kind, False, rows, rows * src.dim * src.dtype.itemsize, -(-rows // max(1, per)), t0)
 
 
 def _reduce(src: Any, reducers: Sequence[Any], max_bytes: int, progress: ProgressCallback | None,
@@ -124,18 +160,6 @@ def _reduce(src: Any, reducers: Sequence[Any], max_bytes: int, progress: Progres
     return reducers
 
 
-def _units(source: Any, max_bytes: int, labels: Any, column: str | None
-           ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-    """``(z, labels)`` work units of at most :data:`WORK_UNIT_BYTES`, cut from blocks read under ``max_bytes``."""
-    src = as_zsource(source)  # already a ZSource: the caller owns it
-    cols = (column,) if column is not None else ()
-    unit = max(1, WORK_UNIT_BYTES // max(1, src.dim * src.dtype.itemsize))
-    for block in src.iter_blocks(max_bytes=max_bytes, columns=cols, labels=None if column else labels):
-        lab = block.columns.get(column if column is not None else "labels")
-        for a in range(0, len(block), unit):
-            yield block.z[a:a + unit], (None if lab is None else lab[a:a + unit])
-
-
 def run_pass(
     source: Any,
     make: Callable[[], Any],
@@ -147,7 +171,7 @@ def run_pass(
     progress: ProgressCallback | None = None,
     n_threads: int | None = 1,
 ) -> Any:
-    """Feed every block of ``source`` to reducers made by ``make()``; return the merged one.
+    """Feed every row of ``source`` to reducers made by ``make()``; return the merged one.
 
     Parameters
     ----------
@@ -155,77 +179,97 @@ def run_pass(
     make : callable
         Makes an empty reducer with ``update(z, groups)`` and ``merge(other)``.
     max_bytes : int, default=DEFAULT_MAX_BYTES
-        Upper bound on one read block. The pass reads at most ``2 * n_threads``
-        work units of :data:`WORK_UNIT_BYTES` at a time (more would only hold
-        memory) and hands the reducers one unit at a time.
+        Upper bound on one read. The rows are cut into ranges
+        (:func:`latentscope.stream._ranges.task_ranges`), each read and handed to
+        its reducer in work units of at most ``min(max_bytes, WORK_UNIT_BYTES)``
+        (whole chunks of a store); at most ``2 * n_threads`` ranges are in flight.
     group_of : callable, optional
-        Maps a block of labels to the groups passed to ``update``.
+        Maps a block of labels to the groups passed to ``update`` (default: the
+        labels themselves; None when there are no labels).
     labels : array-like of shape (n,), optional
         Per-row labels of the source.
     column : str, optional
         A store column read along as the labels.
     progress : callable(rows_done, rows_total), optional
     n_threads : int or None, default=1
-        With more than one thread, work units go to a thread pool, each thread
-        accumulating into its own reducer (numpy releases the GIL in its loops),
-        with one BLAS thread each; the reducers are merged at the end.
+        With more than one thread, ranges go to a thread pool (numpy releases the
+        GIL in its loops), with one BLAS thread each. Every range has its own
+        reducer and the reducers are merged in a binary tree fixed by the range
+        order, so the result does not depend on ``n_threads``. Ignored on a cluster
+        (one thread per task).
 
     Returns
     -------
     reducer
+
+    Notes
+    -----
+    On an active cluster (:func:`~latentscope.stream.cluster`), or for a dask-array
+    source when dask has a default client, the same ranges run as dask tasks and
+    their reducers are merged in the same tree: the same bits as in this process,
+    on every run, whichever worker ran what.
     """
     max_bytes = check_max_bytes(max_bytes, owner="run_pass")
     n_threads = resolve_threads(n_threads, owner="run_pass")
     with reading(source, owner="run_pass") as src:
-        return _pass(src, make, min(max_bytes, 2 * n_threads * WORK_UNIT_BYTES), group_of, labels, column,
-                     progress, n_threads)
+        client = _dask.client_for(src)
+        if client is not None and src.n_rows > 0:
+            out = _dask.distributed_pass(client, src, make, max_bytes=max_bytes, group_of=group_of, labels=labels,
+                                         column=column, progress=progress)
+            if out is not NotImplemented:
+                return out
+        t0 = time.perf_counter()
+        if progress is not None:
+            progress(0, src.n_rows)
+        out, n_ranges = _pass(src, make, max_bytes, group_of, labels, column, progress, n_threads)
+        n = src.n_rows
+        _record("run_pass", False, n, n * src.dim * src.dtype.itemsize, n_ranges, t0)
+        return out
 
 
 def _pass(src: Any, make: Callable[[], Any], max_bytes: int, group_of: Callable[[np.ndarray], np.ndarray] | None,
-          labels: Any, column: str | None, progress: ProgressCallback | None, n_threads: int) -> Any:
+          labels: Any, column: str | None, progress: ProgressCallback | None, n_threads: int) -> tuple[Any, int]:
+    """The plan of :mod:`._ranges` in this process; returns ``(reducer, number of ranges)``."""
     n = src.n_rows
-    units = _units(src, max_bytes, labels, column)
-    done = 0
-    if n_threads <= 1:
-        red = make()
-        for z, lab in units:
-            red.update(z, None if group_of is None else group_of(lab))
-            done += z.shape[0]
+    lab = None if labels is None or column is not None else np.asarray(labels)
+    if lab is not None and lab.shape[0] != n:
+        raise InvalidParameterError(f"run_pass: labels must have one value per row ({n}); got {lab.shape[0]}.")
+    if column is not None:
+        src.column(column, slice(0, 0))  # a clear error for an array source or a missing column
+    ranges = task_ranges(src, max_bytes)
+    if not ranges:
+        return make(), 0
+    unit = unit_rows(src, max_bytes)
+
+    read_lock = threading.Lock()  # threads compute in parallel; one of them reads at a time
+
+    def reader(a: int, b: int) -> RangeReader:
+        return RangeReader(src, a, b, labels=None if lab is None else lab[a:b], column=column, lock=read_lock)
+
+    tree = TreeMerge()
+    state = {"done": 0}
+    if n_threads <= 1 or len(ranges) == 1:
+        def tick(rows: int) -> None:
+            state["done"] += rows
             if progress is not None:
-                progress(done, n)
-        return red
-    local = threading.local()
-    reducers: list[Any] = []
-    lock = threading.Lock()
+                progress(state["done"], n)
 
-    def work(item: tuple[np.ndarray, np.ndarray | None]) -> int:
-        red = getattr(local, "red", None)
-        if red is None:
-            red = local.red = make()
-            with lock:
-                reducers.append(red)
-        z, lab = item
-        red.update(z, None if group_of is None else group_of(lab))
-        return z.shape[0]
-
+        with single_blas_thread():  # as on the threads and the workers: float32 GEMM bits depend on BLAS threads
+            for a, b in ranges:
+                tree.push(feed_range(make, reader(a, b), unit, group_of, tick))
+        return tree.result(), len(ranges)
     with single_blas_thread(), ThreadPoolExecutor(n_threads) as pool:
-        pending: list[Any] = []
-        for item in units:
-            pending.append(pool.submit(work, item))
-            while len(pending) > n_threads:
-                done += pending.pop(0).result()
+        futs = {}
+        nxt = 0
+        for i, (a, b) in enumerate(ranges):  # at most 2 * n_threads ranges in flight, merged in range order
+            futs[i] = pool.submit(feed_range, make, reader(a, b), unit, group_of)
+            while len(futs) > 2 * n_threads or (i == len(ranges) - 1 and futs):
+                tree.push(futs.pop(nxt).result())
+                state["done"] += ranges[nxt][1] - ranges[nxt][0]
+                nxt += 1
                 if progress is not None:
-                    progress(done, n)
-        for fut in pending:
-            done += fut.result()
-            if progress is not None:
-                progress(done, n)
-    if not reducers:
-        return make()
-    first = reducers[0]
-    for other in reducers[1:]:
-        first.merge(other)
-    return first
+                    progress(state["done"], n)
+    return tree.result(), len(ranges)
 
 
 def run_blocks(

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..exceptions import InvalidParameterError
 from ._policy import DEFAULT_MAX_BYTES, check_max_bytes
+from ._ranges import is_dask_array
 
 __all__ = ["ZSource", "SourceBlock", "as_zsource", "reading"]
 
@@ -51,9 +52,9 @@ class SourceBlock:
 
 
 def _is_store(obj: Any) -> bool:
-    from ..store import ZStore  # noqa: PLC0415 - the store layer sits beside the engine
+    from ..store import is_store  # noqa: PLC0415 - the store layer sits beside the engine
 
-    return isinstance(obj, ZStore)
+    return is_store(obj)
 
 
 def _lazy_2d(obj: Any) -> bool:
@@ -86,7 +87,7 @@ class ZSource:
     # -- shape ----------------------------------------------------------------------
     @property
     def is_store(self) -> bool:
-        """True when the z-points live in a :class:`~latentscope.store.ZStore`."""
+        """True when the z-points live in a store (an HDF5 ``ZStore`` or a ``ZarrStore``)."""
         return self.store is not None
 
     @property
@@ -182,11 +183,25 @@ class ZSource:
             return
         if columns:
             raise InvalidParameterError(f"iter_blocks: columns {list(columns)} need a store; the source is an array.")
-        step = self.block_rows(max_bytes)
-        for a in range(lo, hi, step):
-            b = min(hi, a + step)
+        for a, b in self._array_blocks(lo, hi, max_bytes):
             cols = {} if lab is None else {"labels": lab[a:b]}
             yield SourceBlock(a, self._as_float(self._data[a:b]), cols)
+
+    def _array_blocks(self, lo: int, hi: int, max_bytes: int) -> Iterator[tuple[int, int]]:
+        """Row ranges of the blocks of an array source (whole chunks of a dask array)."""
+        if not is_dask_array(self._data):
+            step = self.block_rows(max_bytes)
+            for a in range(lo, hi, step):
+                yield a, min(hi, a + step)
+            return
+        # a dask array: every chunk on its own, cut into blocks of block_rows from its start
+        # (each block computes only its chunk; the distributed passes read the same blocks)
+        step = self.block_rows(max_bytes)
+        bounds = np.concatenate([[0], np.cumsum(self._data.chunks[0])]).astype(np.int64)
+        for c0, c1 in zip(bounds[:-1], bounds[1:]):
+            c0, c1 = max(int(c0), lo), min(int(c1), hi)
+            for a in range(c0, c1, step):
+                yield a, min(c1, a + step)
 
     def take(self, rows: Any) -> np.ndarray:
         """Rows by index, in the given order (repeats allowed).
@@ -247,10 +262,12 @@ def as_zsource(obj: Any, *, owner: str = "source") -> ZSource:
 
     Parameters
     ----------
-    obj : ZSource, ZStore, str, Path, ndarray, h5py.Dataset, memmap or 2-D array-like
+    obj : ZSource, ZStore, ZarrStore, str, Path, ndarray, h5py.Dataset, memmap, dask array or 2-D array-like
         A path opens the store read-only; the returned source owns it (close it, or
         use it in a ``with`` block). Lazy array-likes (``shape``, ``dtype`` and
-        ``__getitem__``) are read block by block.
+        ``__getitem__``) are read block by block; a dask array chunk by chunk (its
+        passes run on a dask cluster when one is active, see
+        :func:`~latentscope.stream.cluster`).
     owner : str
         Name used in error messages (the caller's parameter or function).
 

@@ -329,6 +329,14 @@ class KerasAEBackend:
         return arr
 
     @staticmethod
+    def device() -> str:
+        """``"gpu"`` or ``"cpu"``: where the active Keras backend computes (the sharded
+        encode runs one shard at a time on a process whose model computes on a GPU)."""
+        from ._device import accelerator
+
+        return accelerator()
+
+    @staticmethod
     def default_batch_size(task: str = "encode") -> int:
         """The device batch for ``task`` ("encode" or "decode") on the hardware the
         active Keras backend computes on: encode 256 / decode 128 on CPUs, 1024 / 512

@@ -16,6 +16,8 @@ __all__ = ["DiffusionSampler"]
 #: Diffusion steps of the training schedule, and the width of the time embedding.
 _T = 1000
 _EMB = 32
+#: Optimiser steps per epoch at least (small fits draw several (t, eps) per row and epoch).
+_MIN_STEPS = 50
 
 
 def _alpha_bar() -> np.ndarray:
@@ -41,7 +43,7 @@ def _check_steps(steps: Any, owner: str) -> None:
         raise InvalidParameterError(f"{owner}: steps must be <= {_T}; got {steps!r}.")
 
 
-def _build_net(dim: int, hidden: int, n_blocks: int, seed: int) -> Any:
+def _build_net(dim: int, hidden: int, n_blocks: int, seed: int, dropout: float = 0.0) -> Any:
     import keras
 
     init = lambda k: keras.initializers.GlorotUniform(seed=seed + k)  # noqa: E731
@@ -53,6 +55,8 @@ def _build_net(dim: int, hidden: int, n_blocks: int, seed: int) -> Any:
         u = keras.layers.Add()([h, keras.layers.Dense(hidden, kernel_initializer=init(10 + 3 * b))(temb)])
         u = keras.layers.LayerNormalization()(u)
         u = keras.layers.Dense(hidden, activation="gelu", kernel_initializer=init(11 + 3 * b))(u)
+        if dropout > 0:
+            u = keras.layers.Dropout(dropout, seed=seed + 12 + 3 * b)(u)
         u = keras.layers.Dense(hidden, kernel_initializer=init(12 + 3 * b))(u)
         h = keras.layers.Add()([h, u])
     out = keras.layers.Dense(dim, kernel_initializer="zeros")(keras.layers.LayerNormalization()(h))
@@ -70,7 +74,7 @@ class DiffusionSampler(LearnedPrior):
     predict ``v = sqrt(abar_t) eps - sqrt(1 - abar_t) y_0`` (the v-parameterisation of
     Salimans and Ho 2022: no division by ``sqrt(abar_t)``, so no blow-up at t = T) under the cosine schedule with T = 1000 (Nichol and Dhariwal 2021), a
     fresh ``(t, eps)`` per row and epoch (several per row when the rows make fewer than
-    100 optimiser steps), with early stopping on a held-out split (its
+    50 optimiser steps), with early stopping on a held-out split (its
     ``(t, eps)`` fixed). Sampling runs the deterministic DDIM update (eta = 0; Song, Meng
     and Ermon, ICLR 2021) over ``steps`` evenly spaced steps from ``y_T = T u``,
     ``u ~ N(0, I)``: the same ``u`` always gives the same sample.
@@ -80,12 +84,18 @@ class DiffusionSampler(LearnedPrior):
     steps : int, default=50
         DDIM steps when sampling (1 to 1000).
     n_blocks : int, default=3
-    hidden : int, default=256
+    hidden : int or "auto", default="auto"
+        Width of the MLP; "auto": the power of two nearest to (training rows) / 32, between
+        32 and 256.
     epochs : int, default=200
-        At most this many epochs (each at least 100 optimiser steps).
+        At most this many epochs (each at least 50 optimiser steps).
     patience : int, default=20
     batch_size : int, default=256
     learning_rate : float, default=1e-3
+    weight_decay : float, default=1e-4
+        Decoupled weight decay (AdamW; 0: plain Adam).
+    dropout : float, default=0.1
+        Dropout rate inside each residual block while training.
     val_fraction : float, default=0.1
     temperature : float, default=1.0
         Scale of the starting noise ``y_T``.
@@ -102,6 +112,7 @@ class DiffusionSampler(LearnedPrior):
     """
 
     _scalar_attrs = LearnedPrior._scalar_attrs + ("clip_",)
+    _max_hidden = 256
     name = "diffusion"
     description = "denoising diffusion model on the whitened latents, deterministic DDIM sampler (keras-ae plugin)"
 
@@ -110,11 +121,13 @@ class DiffusionSampler(LearnedPrior):
         *,
         steps: int = 50,
         n_blocks: int = 3,
-        hidden: int = 256,
+        hidden: int | str = "auto",
         epochs: int = 200,
         patience: int = 20,
         batch_size: int = 256,
         learning_rate: float = 1e-3,
+        weight_decay: float = 1e-4,
+        dropout: float = 0.1,
         val_fraction: float = 0.1,
         temperature: float = 1.0,
         max_samples: int | None = 200000,
@@ -127,6 +140,8 @@ class DiffusionSampler(LearnedPrior):
         self.patience = patience
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.dropout = dropout
         self.val_fraction = val_fraction
         self.temperature = temperature
         self.max_samples = max_samples
@@ -138,7 +153,7 @@ class DiffusionSampler(LearnedPrior):
         _check_steps(self.steps, owner)
 
     def _build(self, dim: int, seed: int) -> Any:
-        return _build_net(dim, int(self.hidden), int(self.n_blocks), int(seed))
+        return _build_net(dim, int(self.hidden_), int(self.n_blocks), int(seed), float(self.dropout))
 
     def _loss(self) -> Any:
         return "mse"
@@ -146,10 +161,13 @@ class DiffusionSampler(LearnedPrior):
     def _after_fit(self, Y: np.ndarray) -> None:
         self.clip_ = float(1.1 * np.max(np.abs(Y)))
 
-    def _epoch_data(self, Y: np.ndarray, rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
+    def _epoch_data(self, Y: np.ndarray, rng: np.random.Generator,
+                    min_rows: int | None = None) -> tuple[list[np.ndarray], np.ndarray]:
         abar = _alpha_bar()
-        # an epoch is at least 100 optimiser steps: each row gets several fresh (t, eps) draws
-        reps = max(1, int(np.ceil(100 * int(self.batch_size) / max(Y.shape[0], 1))))
+        # an epoch is at least 50 optimiser steps: each row gets several fresh (t, eps) draws
+        # (the held-out rows: at least min_rows draws, fixed for the whole fit)
+        min_rows = _MIN_STEPS * int(self.batch_size) if min_rows is None else int(min_rows)
+        reps = max(1, int(np.ceil(min_rows / max(Y.shape[0], 1))))
         Y = np.tile(Y, (reps, 1))
         t = rng.integers(1, _T + 1, size=Y.shape[0])
         eps = rng.standard_normal(Y.shape).astype(np.float32)

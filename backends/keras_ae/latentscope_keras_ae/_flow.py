@@ -22,7 +22,8 @@ def _classes() -> tuple[type, type]:
     class Coupling(keras.layers.Layer):
         """Affine coupling: half the coordinates (a fixed permutation) scale and shift the other half."""
 
-        def __init__(self, dim: int, hidden: int, index: int, seed: int, clamp: float = 2.0, **kw: Any) -> None:
+        def __init__(self, dim: int, hidden: int, index: int, seed: int, clamp: float = 2.0, dropout: float = 0.0,
+                     **kw: Any) -> None:
             super().__init__(**kw)
             perm = np.random.default_rng(1000 + index).permutation(dim)  # fixed by (dim, index): nothing to save
             self.d1 = dim // 2
@@ -33,16 +34,20 @@ def _classes() -> tuple[type, type]:
             self.h1 = keras.layers.Dense(hidden, activation="gelu", kernel_initializer=init(1))
             self.h2 = keras.layers.Dense(hidden, activation="gelu", kernel_initializer=init(2))
             self.out = keras.layers.Dense(2 * (dim - self.d1), kernel_initializer="zeros")  # starts as the identity
+            self.drop = keras.layers.Dropout(float(dropout), seed=seed + 7 * index + 3) if dropout > 0 else None
 
-        def _st(self, a: Any) -> tuple[Any, Any]:
-            raw = self.out(self.h2(self.h1(a)))
+        def _st(self, a: Any, training: Any = None) -> tuple[Any, Any]:
+            h = self.h2(self.h1(a))
+            if self.drop is not None:
+                h = self.drop(h, training=training)
+            raw = self.out(h)
             s, t = ops.split(raw, 2, axis=-1)
             return self.clamp * ops.tanh(s / self.clamp), t
 
-        def call(self, x: Any) -> tuple[Any, Any]:
+        def call(self, x: Any, training: Any = None) -> tuple[Any, Any]:
             xp = ops.take(x, self.perm, axis=1)
             a, b = xp[:, : self.d1], xp[:, self.d1:]
-            s, t = self._st(a)
+            s, t = self._st(a, training)
             y = ops.concatenate([a, b * ops.exp(s) + t], axis=1)
             return ops.take(y, self.inv, axis=1), ops.sum(s, axis=1)
 
@@ -56,15 +61,15 @@ def _classes() -> tuple[type, type]:
     class FlowNet(keras.Model):
         """x -> base point u and log|det|; the output is the negative log-likelihood per coordinate."""
 
-        def __init__(self, dim: int, n_layers: int, hidden: int, seed: int, **kw: Any) -> None:
+        def __init__(self, dim: int, n_layers: int, hidden: int, seed: int, dropout: float = 0.0, **kw: Any) -> None:
             super().__init__(**kw)
             self.dim = dim
-            self.couplings = [Coupling(dim, hidden, i, seed) for i in range(n_layers)]
+            self.couplings = [Coupling(dim, hidden, i, seed, dropout=dropout) for i in range(n_layers)]
 
-        def call(self, x: Any) -> Any:
+        def call(self, x: Any, training: Any = None) -> Any:
             logdet = ops.zeros_like(x[:, 0])
             for layer in self.couplings:
-                x, ld = layer(x)
+                x, ld = layer(x, training=training)
                 logdet = logdet + ld
             nll = 0.5 * ops.sum(x * x, axis=1) + 0.5 * self.dim * math.log(2 * math.pi) - logdet
             return nll / self.dim
@@ -99,14 +104,20 @@ class FlowSampler(LearnedPrior):
     ----------
     n_layers : int, default=6
         Coupling layers.
-    hidden : int, default=128
-        Width of the coupling MLPs.
+    hidden : int or "auto", default="auto"
+        Width of the coupling MLPs; "auto": the power of two nearest to (training rows) / 32,
+        between 32 and 128 (:func:`~latentscope_keras_ae._priors.auto_hidden`).
     epochs : int, default=200
         At most this many passes over the training rows.
     patience : int, default=10
         Stop after this many epochs without a better held-out loss (the best weights are kept).
     batch_size : int, default=256
     learning_rate : float, default=5e-4
+    weight_decay : float, default=1e-4
+        Decoupled weight decay (AdamW; 0: plain Adam): pulls the coupling nets toward the
+        identity flow.
+    dropout : float, default=0.0
+        Dropout rate after the hidden layers of the coupling nets while training.
     val_fraction : float, default=0.1
         Share of the fit rows held out for early stopping.
     temperature : float, default=1.0
@@ -128,6 +139,8 @@ class FlowSampler(LearnedPrior):
     best_epoch_ : int
     n_fit_rows_ : int
         Training rows (the held-out rows excluded).
+    hidden_ : int
+        The width used.
     fit_seconds_ : float
     """
 
@@ -138,11 +151,13 @@ class FlowSampler(LearnedPrior):
         self,
         *,
         n_layers: int = 6,
-        hidden: int = 128,
+        hidden: int | str = "auto",
         epochs: int = 200,
         patience: int = 10,
         batch_size: int = 256,
         learning_rate: float = 5e-4,
+        weight_decay: float = 1e-4,
+        dropout: float = 0.0,
         val_fraction: float = 0.1,
         temperature: float = 1.0,
         max_samples: int | None = 200000,
@@ -154,6 +169,8 @@ class FlowSampler(LearnedPrior):
         self.patience = patience
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.dropout = dropout
         self.val_fraction = val_fraction
         self.temperature = temperature
         self.max_samples = max_samples
@@ -169,14 +186,15 @@ class FlowSampler(LearnedPrior):
 
             raise InvalidParameterError(f"FlowSampler.fit: the whitened latents need at least 2 dimensions; got {dim}.")
         _, FlowNet = _classes()
-        model = FlowNet(dim, int(self.n_layers), int(self.hidden), int(seed))
+        model = FlowNet(dim, int(self.n_layers), int(self.hidden_), int(seed), dropout=float(self.dropout))
         model(np.zeros((2, dim), np.float32))  # build the weights
         return model
 
     def _loss(self) -> Any:
         return _mean_loss
 
-    def _epoch_data(self, Y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def _epoch_data(self, Y: np.ndarray, rng: np.random.Generator,
+                    min_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         return Y, np.zeros((Y.shape[0],), np.float32)
 
     def _generate(self, model: Any, n: int, rng: np.random.Generator) -> np.ndarray:

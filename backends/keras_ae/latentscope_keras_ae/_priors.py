@@ -20,7 +20,20 @@ from latentscope.exceptions import InvalidParameterError, NotFittedError
 from latentscope.samplers import Sampler
 from latentscope.samplers._data import is_data, subsample
 
-__all__ = ["LearnedPrior"]
+__all__ = ["LearnedPrior", "auto_hidden"]
+
+
+def auto_hidden(hidden: Any, n_train: int, cap: int) -> int:
+    """The network width: ``hidden`` itself, or for ``"auto"`` the power of two nearest to
+    ``n_train / 32``, between 32 and ``cap`` (a 2,700-row fit gets 64, 200,000 rows ``cap``).
+
+    A coupling MLP of width w on D whitened axes has about ``w^2 + 1.5 w D`` weights; with
+    a few thousand rows a width of 128 or more overfits within 10-20 epochs.
+    """
+    if not (isinstance(hidden, str) and hidden == "auto"):
+        return int(hidden)
+    w = 2 ** int(round(np.log2(max(n_train, 1) / 32.0)))
+    return int(min(max(w, 32), cap))
 
 
 class LearnedPrior(Sampler):
@@ -36,15 +49,28 @@ class LearnedPrior(Sampler):
     """
 
     _array_attrs = ("mean_", "components_", "scales_", "weights_")
-    _scalar_attrs = ("weight_shapes_", "history_", "best_epoch_", "n_fit_rows_", "fit_seconds_", "keras_backend_")
+    _scalar_attrs = ("weight_shapes_", "history_", "best_epoch_", "n_fit_rows_", "fit_seconds_", "keras_backend_",
+                     "hidden_")
+    #: The widest network ``hidden="auto"`` picks (subclasses override).
+    _max_hidden = 128
 
     # subclasses: _build(dim, seed) -> keras model; _epoch_data(Y, rng) -> (inputs, targets);
     # _generate(model, n, rng) -> whitened samples (n, dim)
 
     def _check_common(self, owner: str) -> None:
-        for name in ("epochs", "batch_size", "patience", "hidden"):
+        for name in ("epochs", "batch_size", "patience"):
             check_positive(getattr(self, name), name, owner=owner, integer=True)
+        if isinstance(self.hidden, str) and self.hidden != "auto":
+            raise InvalidParameterError(f'{owner}: hidden must be a positive int or "auto"; got {self.hidden!r}.')
+        if not isinstance(self.hidden, str):
+            check_positive(self.hidden, "hidden", owner=owner, integer=True)
         check_positive(self.learning_rate, "learning_rate", owner=owner)
+        wd = self.weight_decay
+        if isinstance(wd, bool) or not isinstance(wd, (int, float)) or not 0.0 <= float(wd) < 1.0:
+            raise InvalidParameterError(f"{owner}: weight_decay must be a number in [0, 1); got {wd!r}.")
+        dr = self.dropout
+        if isinstance(dr, bool) or not isinstance(dr, (int, float)) or not 0.0 <= float(dr) < 1.0:
+            raise InvalidParameterError(f"{owner}: dropout must be a number in [0, 1); got {dr!r}.")
         check_positive(self.temperature, "temperature", owner=owner)
         if self.max_samples is not None:
             check_positive(self.max_samples, "max_samples", owner=owner, integer=True)
@@ -75,6 +101,7 @@ class LearnedPrior(Sampler):
         n_val = max(1, int(round(float(self.val_fraction) * Y.shape[0])))
         Yval, Ytr = Y[perm[:n_val]], Y[perm[n_val:]]
         seed = int(rng.integers(2**31 - 1))
+        self.hidden_ = auto_hidden(self.hidden, Ytr.shape[0], self._max_hidden)
         model = self._build(Y.shape[1], seed)
         self.history_ = self._train(model, Ytr, Yval, rng, owner)
         self._after_fit(Y)
@@ -103,9 +130,13 @@ class LearnedPrior(Sampler):
         import keras
         from tqdm.auto import tqdm
 
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate=float(self.learning_rate)), loss=self._loss())
+        lr, wd = float(self.learning_rate), float(self.weight_decay)
+        opt = (keras.optimizers.AdamW(learning_rate=lr, weight_decay=wd) if wd > 0
+               else keras.optimizers.Adam(learning_rate=lr))
+        model.compile(optimizer=opt, loss=self._loss())
         val_rng = np.random.default_rng(rng.integers(2**63 - 1))
-        xv, yv = self._epoch_data(Yval, val_rng)  # fixed held-out inputs: a comparable loss every epoch
+        # fixed held-out inputs (at least 8,192 rows): a comparable loss every epoch
+        xv, yv = self._epoch_data(Yval, val_rng, min_rows=8192)
         bs = int(min(self.batch_size, Ytr.shape[0]))
         hist: dict[str, list[float]] = {"loss": [], "val_loss": []}
         best, best_epoch, best_w, wait = np.inf, 0, model.get_weights(), 0
@@ -152,6 +183,8 @@ class LearnedPrior(Sampler):
 
     def _restore(self) -> None:
         self._model = None
+        if getattr(self, "hidden_", None) is None:  # saved before hidden_ existed
+            self.hidden_ = int(self.hidden)
 
     def _sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         Y = self._generate(self._network(), n, rng) if n else np.empty((0, self.components_.shape[0]))
